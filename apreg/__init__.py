@@ -1,0 +1,1 @@
+"""apreg: an eventually consistent, Eureka-compatible, peer-replicated service registry."""

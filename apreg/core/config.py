@@ -1,0 +1,28 @@
+"""Tunables of the replication core, with the defaults DESIGN.md fixes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """All durations in milliseconds: the core counts time, it never reads a clock."""
+
+    renewal_interval_ms: int = 30_000  # default for instances whose leaseInfo gives none
+    lease_duration_ms: int = 90_000  # expiry is last renewal + this (not Eureka's accidental 2x)
+    renewal_window_ms: int = 60_000  # self-preservation counts renewals over this sliding window
+    renewal_threshold: float = 0.85  # below this share of expected renewals, stop evicting
+    self_preservation: bool = True
+    min_hold_windows: int = 5  # once engaged, self-preservation holds at least this many windows
+    max_eviction_fraction: float = 0.15  # one eviction pass removes at most this share of the registry
+    tombstone_ttl_ms: int = 24 * 3600 * 1000  # the longest partition that cannot resurrect a cancel
+    max_clock_skew_ms: int = 60_000  # remote timestamps further ahead than this are rejected
+    max_batch_items: int = 2000  # records + renewals per anti-entropy page or push
+
+    def __post_init__(self) -> None:
+        if self.renewal_interval_ms <= 0 or self.lease_duration_ms <= 0 or self.renewal_window_ms <= 0:
+            raise ValueError("renewal interval, lease duration and renewal window must be positive")
+        if not 0 < self.renewal_threshold <= 1:
+            raise ValueError("renewal_threshold must be in (0, 1]")
+        if not 0 < self.max_eviction_fraction <= 1:
+            raise ValueError("max_eviction_fraction must be in (0, 1]")

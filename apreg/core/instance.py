@@ -1,0 +1,148 @@
+"""Instance records as Eureka's InstanceInfo describes them, and the status rules applied to them.
+
+`InstanceInfo` is immutable: a versioned write produces a new one, which is what lets records be shared between
+the registry, the change feed and the delta window without copying.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping
+
+
+class Status(str, Enum):
+    """Eureka's InstanceStatus; the value is the wire spelling."""
+
+    UP = "UP"
+    DOWN = "DOWN"
+    STARTING = "STARTING"
+    OUT_OF_SERVICE = "OUT_OF_SERVICE"
+    UNKNOWN = "UNKNOWN"
+
+
+DEFAULT_DATA_CENTER_CLASS = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"
+
+# Statuses an instance may report about itself that the server trusts over any override (Eureka's DownOrStartingRule).
+SELF_REPORTED_WINS = frozenset({Status.DOWN, Status.STARTING, Status.UNKNOWN})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class InstanceKey:
+    """The identity of an instance: app names are case-insensitive, so the app is stored upper-case."""
+
+    app: str
+    instance_id: str
+
+    @staticmethod
+    def of(app: str, instance_id: str) -> "InstanceKey":
+        return InstanceKey(app.upper(), instance_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """Eureka's InstanceInfo fields that clients send and read back.
+
+    Lease timestamps (registration, last renewal) are not here: they belong to the node's lease bookkeeping,
+    and the renderer fills them in from it.
+    """
+
+    app: str
+    instance_id: str
+    host_name: str
+    ip_addr: str
+    status: Status = Status.UP
+    overridden_status: Status = Status.UNKNOWN
+    port: int = 7001
+    port_enabled: bool = True
+    secure_port: int = 7002
+    secure_port_enabled: bool = False
+    country_id: int = 1
+    data_center_class: str = DEFAULT_DATA_CENTER_CLASS
+    data_center_name: str = "MyOwn"
+    data_center_metadata: Mapping[str, str] = field(default_factory=dict)
+    renewal_interval_s: float | None = None
+    lease_duration_s: float | None = None
+    service_up_timestamp: int = 0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    app_group_name: str | None = None
+    home_page_url: str | None = None
+    status_page_url: str | None = None
+    health_check_url: str | None = None
+    secure_health_check_url: str | None = None
+    vip_address: str | None = None
+    secure_vip_address: str | None = None
+    sid: str | None = None
+    asg_name: str | None = None
+    last_dirty_timestamp: int = 0
+    last_updated_timestamp: int = 0
+
+    @property
+    def key(self) -> InstanceKey:
+        return InstanceKey(self.app, self.instance_id)
+
+    def replace(self, **changes: object) -> "InstanceInfo":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain types only (for msgpack); the inverse of `from_dict`."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["status"] = self.status.value
+        out["overridden_status"] = self.overridden_status.value
+        out["metadata"] = dict(self.metadata)
+        out["data_center_metadata"] = dict(self.data_center_metadata)
+        return out
+
+    @staticmethod
+    def from_dict(data: Mapping[str, object]) -> "InstanceInfo":
+        """Rebuild from `to_dict` output; raises KeyError/ValueError/TypeError on anything malformed."""
+        names = {f.name for f in dataclasses.fields(InstanceInfo)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown instance fields: {sorted(unknown)}")
+        values = dict(data)
+        values["status"] = Status(values.get("status", "UP"))
+        values["overridden_status"] = Status(values.get("overridden_status", "UNKNOWN"))
+        for name in ("metadata", "data_center_metadata"):
+            mapping = values.get(name, {})
+            if not isinstance(mapping, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+            ):
+                raise TypeError(f"{name} must map strings to strings")
+        for name in ("app", "instance_id", "host_name", "ip_addr"):
+            if not isinstance(values.get(name), str) or not values[name]:
+                raise ValueError(f"{name} must be a non-empty string")
+        if values["app"] != values["app"].upper():
+            raise ValueError("app must be upper-case")
+        return InstanceInfo(**values)  # type: ignore[arg-type]
+
+
+def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None) -> InstanceInfo:
+    """Apply Eureka's status rules to a (re-)registration.
+
+    An override set on the server is sticky across re-registers, except that an instance reporting itself
+    DOWN, STARTING or UNKNOWN is believed (it knows it is not serving).
+    """
+    override = existing.overridden_status if existing is not None else Status.UNKNOWN
+    if incoming.overridden_status is not Status.UNKNOWN:
+        override = incoming.overridden_status
+    status = incoming.status
+    if status not in SELF_REPORTED_WINS and override is not Status.UNKNOWN:
+        status = override
+    up_since = existing.service_up_timestamp if existing is not None else incoming.service_up_timestamp
+    return incoming.replace(status=status, overridden_status=override, service_up_timestamp=up_since)
+
+
+def set_status_override(current: InstanceInfo, value: Status, now_ms: int) -> InstanceInfo:
+    """PUT .../status: a sticky override that also becomes the status."""
+    return current.replace(status=value, overridden_status=value, last_updated_timestamp=now_ms)
+
+
+def remove_status_override(current: InstanceInfo, fallback: Status, now_ms: int) -> InstanceInfo:
+    """DELETE .../status: drop the override; the status falls back to `fallback` (UNKNOWN unless given)."""
+    return current.replace(status=fallback, overridden_status=Status.UNKNOWN, last_updated_timestamp=now_ms)
+
+
+def update_metadata(current: InstanceInfo, changes: Mapping[str, str], now_ms: int) -> InstanceInfo:
+    """PUT .../metadata?k=v: merge the given keys into the instance's metadata."""
+    return current.replace(metadata={**current.metadata, **changes}, last_updated_timestamp=now_ms)

@@ -1,0 +1,34 @@
+"""Lease bookkeeping: renewals are a replicated max-register, expiry and eviction are each node's own decision.
+
+A renewal never bumps a version vector: it only raises `renewed`, the HLC timestamp of the latest renewal
+anywhere. What a node does with that is local: it restarts the lease clock at `anchor_ms`, its *own* time of
+learning about the renewal (minus the age the sender reports, a duration measured on the sender's clock), so no
+decision compares a remote wall clock with a local one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .clock import ZERO, Timestamp
+
+
+@dataclass(slots=True)
+class Lease:
+    renewed: Timestamp = ZERO  # replicated: the greatest renewal timestamp seen anywhere
+    anchor_ms: int = 0  # local: when the latest renewal happened, on this node's clock
+    first_seen_ms: int = 0  # local: when this node first saw the instance (prorates expected renewals)
+    evicted: bool = False  # local: evicted here; a newer renewal from anywhere brings it back
+
+    def expired(self, now_ms: int, duration_ms: int) -> bool:
+        return now_ms >= self.anchor_ms + duration_ms
+
+
+def expected_renewals(now_ms: int, first_seen_ms: int, window_ms: int, interval_ms: int) -> float:
+    """Renewals one live instance should send within the window (fewer if it is younger than the window)."""
+    return min(window_ms, max(0, now_ms - first_seen_ms)) / interval_ms
+
+
+def eviction_cap(registry_size: int, max_fraction: float) -> int:
+    """How many instances one pass may evict: Eureka's `size - int(size * (1 - fraction))` (1 of a small registry)."""
+    return registry_size - math.floor(registry_size * (1 - max_fraction) + 1e-9)

@@ -1,0 +1,414 @@
+"""One node's replica of the registry: inputs in (writes, messages, time), effects out (messages, changes).
+
+The Replica does no I/O and reads no clock: every method takes `now_ms`. The aiohttp shell and the simulated
+cluster drive it the same way, which is what lets the hard parts be tested deterministically.
+
+State it replicates: one `Record` per key (merged by `record.merge`) and one renewal max-register per key
+(`Lease.renewed`). State it keeps to itself: lease clocks, evictions, self-preservation, per-peer watermarks.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable, Iterator, Mapping
+
+from .changelog import ChangeLog, Page
+from .clock import ClockSkewError, HybridClock
+from .config import CoreConfig
+from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
+                       set_status_override, update_metadata)
+from .lease import Lease, eviction_cap, expected_renewals
+from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
+from .preservation import RenewalWindow, SelfPreservation
+from .record import Record, merge
+from .version import advance
+
+
+class Action(str, Enum):
+    """What a change did to the visible registry, as the change feed and Eureka's delta report it."""
+
+    REGISTER = "register"
+    MODIFY = "modify"
+    STATUS = "status"
+    CANCEL = "cancel"
+    EVICT = "evict"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change applied to this replica (local or replicated), for observers such as the watch feed."""
+
+    key: InstanceKey
+    action: Action
+    record: Record
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    peer: str  # the peer's name as the shell knows it (a base URL, or a simulated node name)
+    message: Message
+
+
+@dataclass(slots=True)
+class PeerState:
+    replica: str = ""  # the peer's replica id, learned from its messages ("" until it answers)
+    pushed: int = 0  # our log sequence up to which we have pushed to it
+
+
+@dataclass(slots=True)
+class Counters:
+    conflicts: int = 0  # concurrent writes to one key, settled by timestamp
+    rejected_items: int = 0  # replicated records or renewals refused (clock skew, malformed)
+    evictions: int = 0
+    renewals_local: int = 0
+    renewals_replicated: int = 0
+    purged: int = 0  # tombstones and long-evicted records garbage-collected
+
+
+@dataclass(slots=True)
+class Replica:
+    node_id: str
+    incarnation: str  # distinct per process start, so a restarted node never reuses its old counters
+    config: CoreConfig = field(default_factory=CoreConfig)
+    peer_names: tuple[str, ...] = ()
+    fanout: int = 0  # peers per eager push; 0 means all
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    records: dict[InstanceKey, Record] = field(default_factory=dict)
+    leases: dict[InstanceKey, Lease] = field(default_factory=dict)
+    log: ChangeLog = field(default_factory=ChangeLog)
+    counters: Counters = field(default_factory=Counters)
+    changes: list[Change] = field(default_factory=list)
+    outbox: list[Outgoing] = field(default_factory=list)
+    synced: bool = False
+    clock: HybridClock = field(init=False)
+    window: RenewalWindow = field(init=False)
+    preservation: SelfPreservation = field(init=False)
+    peers: dict[str, PeerState] = field(init=False)
+    watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
+    _record_source: dict[InstanceKey, str] = field(default_factory=dict)
+    _renewal_source: dict[InstanceKey, str] = field(default_factory=dict)
+    _tombstoned_at: dict[InstanceKey, int] = field(default_factory=dict)
+    _next_peer: int = 0
+    _flushed_head: int = 0
+    _preservation_due: int = 0
+
+    def __post_init__(self) -> None:
+        self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
+        self.window = RenewalWindow(self.config.renewal_window_ms)
+        self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
+                                             self.config.self_preservation, self.config.min_hold_windows)
+        self.peers = {name: PeerState() for name in self.peer_names}
+        self.synced = not self.peer_names
+
+    @property
+    def replica_id(self) -> str:
+        return f"{self.node_id}~{self.incarnation}"
+
+    # ----- reads -------------------------------------------------------------------------------------------
+
+    def visible(self, key: InstanceKey) -> Record | None:
+        """The live record of `key`, unless cancelled or evicted here."""
+        record = self.records.get(key)
+        if record is None or record.info is None or self.leases[key].evicted:
+            return None
+        return record
+
+    def instances(self) -> Iterator[tuple[InstanceInfo, Lease]]:
+        for key, record in self.records.items():
+            lease = self.leases[key]
+            if record.info is not None and not lease.evicted:
+                yield record.info, lease
+
+    def renewal_interval_ms(self, info: InstanceInfo) -> int:
+        seconds = info.renewal_interval_s
+        return int(seconds * 1000) if seconds else self.config.renewal_interval_ms
+
+    def lease_duration_ms(self, info: InstanceInfo) -> int:
+        seconds = info.lease_duration_s
+        return int(seconds * 1000) if seconds else self.config.lease_duration_ms
+
+    # ----- client writes -----------------------------------------------------------------------------------
+
+    def register(self, info: InstanceInfo, now_ms: int) -> Record:
+        """A (re-)registration: a versioned write that also starts the lease."""
+        current = self.visible(info.key)
+        record = self._write(info.key, resolve_register(info, current.info if current else None), now_ms)
+        self._renew(info.key, now_ms)
+        return record
+
+    def cancel(self, key: InstanceKey, now_ms: int) -> bool:
+        """Replace the instance by a tombstone; False if it is not visible here."""
+        if self.visible(key) is None:
+            return False
+        self._write(key, None, now_ms)
+        return True
+
+    def set_status(self, key: InstanceKey, status: Status, now_ms: int) -> bool:
+        return self._modify(key, now_ms, lambda info: set_status_override(info, status, now_ms))
+
+    def remove_status(self, key: InstanceKey, fallback: Status, now_ms: int) -> bool:
+        return self._modify(key, now_ms, lambda info: remove_status_override(info, fallback, now_ms))
+
+    def update_metadata(self, key: InstanceKey, changes: Mapping[str, str], now_ms: int) -> bool:
+        return self._modify(key, now_ms, lambda info: update_metadata(info, changes, now_ms))
+
+    def renew(self, key: InstanceKey, now_ms: int, last_dirty_ms: int | None = None) -> bool:
+        """A heartbeat. False (404 to the client, which re-registers) when the instance is unknown or evicted
+        here, when the client's info is newer than ours, or when its status resolved to UNKNOWN (as Eureka)."""
+        record = self.visible(key)
+        if record is None or record.info is None:
+            return False
+        if last_dirty_ms is not None and last_dirty_ms > record.info.last_dirty_timestamp:
+            return False
+        if record.info.status is Status.UNKNOWN:
+            return False
+        self._renew(key, now_ms)
+        return True
+
+    def _modify(self, key: InstanceKey, now_ms: int, change: Callable[[InstanceInfo], InstanceInfo]) -> bool:
+        record = self.visible(key)
+        if record is None or record.info is None:
+            return False
+        self._write(key, change(record.info), now_ms)
+        return True
+
+    def _write(self, key: InstanceKey, info: InstanceInfo | None, now_ms: int) -> Record:
+        previous = self.records.get(key)
+        vv = advance(previous.vv if previous else {}, self.replica_id)
+        record = Record(key, info, vv, self.clock.tick(now_ms))
+        self._store(record, previous, now_ms, source="")
+        return record
+
+    def _renew(self, key: InstanceKey, now_ms: int) -> None:
+        lease = self.leases[key]
+        lease.renewed = self.clock.tick(now_ms)
+        lease.anchor_ms = now_ms
+        lease.evicted = False
+        self.window.add(now_ms)
+        self.counters.renewals_local += 1
+        self.log.note_renewal(key)
+        self._renewal_source.pop(key, None)
+
+    # ----- applying state ----------------------------------------------------------------------------------
+
+    def _store(self, record: Record, previous: Record | None, now_ms: int, source: str) -> None:
+        key = record.key
+        self.records[key] = record
+        self.log.note_record(key)
+        if source:
+            self._record_source[key] = source
+        else:
+            self._record_source.pop(key, None)
+        lease = self.leases.get(key)
+        if lease is None:
+            lease = self.leases[key] = Lease(anchor_ms=now_ms, first_seen_ms=now_ms)
+        was_visible = previous is not None and previous.info is not None and not lease.evicted
+        if record.info is None:
+            self._tombstoned_at[key] = now_ms
+        else:
+            self._tombstoned_at.pop(key, None)
+            if not was_visible:
+                lease.first_seen_ms = now_ms
+                if lease.evicted:
+                    lease.evicted, lease.anchor_ms = False, now_ms
+        self._emit(key, _action(previous if was_visible else None, record), record, now_ms)
+
+    def _emit(self, key: InstanceKey, action: Action | None, record: Record, now_ms: int) -> None:
+        if action is not None:
+            self.changes.append(Change(key, action, record, now_ms))
+
+    def _apply_record(self, incoming: Record, now_ms: int, sender: str) -> bool:
+        if incoming.info is not None and incoming.info.key != incoming.key:
+            self.counters.rejected_items += 1
+            return False
+        try:
+            self.clock.observe(incoming.stamp, now_ms)
+        except ClockSkewError:
+            self.counters.rejected_items += 1
+            return False
+        previous = self.records.get(incoming.key)
+        merged = merge(previous, incoming)
+        self.counters.conflicts += merged.conflict
+        if merged.changed:
+            self._store(merged.record, previous, now_ms, source=sender if merged.record == incoming else "")
+        return True
+
+    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str) -> bool:
+        try:
+            self.clock.observe(update.renewed, now_ms)
+        except ClockSkewError:
+            self.counters.rejected_items += 1
+            return False
+        key = update.key
+        lease = self.leases.get(key)
+        if lease is None:
+            lease = self.leases[key] = Lease(first_seen_ms=now_ms)
+        if update.renewed <= lease.renewed:
+            return True
+        age = max(0, update.age_ms)
+        lease.renewed = update.renewed
+        lease.anchor_ms = max(lease.anchor_ms, now_ms - age)
+        if age < self.config.renewal_window_ms:
+            self.window.add(now_ms - age)
+        self.counters.renewals_replicated += 1
+        self.log.note_renewal(key)
+        self._renewal_source[key] = sender
+        record = self.records.get(key)
+        if lease.evicted and record is not None and record.info is not None:
+            lease.evicted = False  # it renewed somewhere after we evicted it: it comes back
+            lease.first_seen_ms = now_ms
+            self._emit(key, Action.REGISTER, record, now_ms)
+        return True
+
+    def _apply_delta(self, delta: Delta, now_ms: int) -> None:
+        # Renewals first, so a record arriving in the same delta finds its lease clock already set.
+        accepted = all([self._apply_renewal(u, now_ms, delta.sender) for u in delta.renewals])
+        accepted = all([self._apply_record(r, now_ms, delta.sender) for r in delta.records]) and accepted
+        if accepted and self.watermarks.get(delta.sender, 0) >= delta.base:
+            self.watermarks[delta.sender] = max(self.watermarks.get(delta.sender, 0), delta.upto)
+
+    # ----- replication -------------------------------------------------------------------------------------
+
+    def receive(self, message: Message, now_ms: int, peer: str | None = None) -> Message | None:
+        """Apply a peer's message; returns the reply for request/response messages (a Digest).
+
+        `peer` names the peer a DigestReply came from (the answer to our own Digest), so follow-ups go to it.
+        """
+        if isinstance(message, Push):
+            self._apply_delta(message.delta, now_ms)
+            return None
+        if isinstance(message, Digest):
+            since = message.since if message.expect == self.replica_id else 0
+            page = self.log.since(since, self.config.max_batch_items)
+            return DigestReply(self._delta(page, since, message.sender, now_ms), page.more,
+                               self.watermarks.get(message.sender, 0))
+        self._apply_digest_reply(message, now_ms, peer)
+        return None
+
+    def _apply_digest_reply(self, reply: DigestReply, now_ms: int, peer: str | None) -> None:
+        self._apply_delta(reply.delta, now_ms)
+        if peer is None or peer not in self.peers:
+            return
+        state = self.peers[peer]
+        state.replica = reply.delta.sender
+        if reply.more:
+            self.outbox.append(Outgoing(peer, self._digest_for(peer)))
+        else:
+            self.synced = True
+        if reply.your_watermark < self.log.head:
+            page = self.log.since(reply.your_watermark, self.config.max_batch_items)
+            self.outbox.append(Outgoing(peer, Push(self._delta(page, reply.your_watermark, state.replica, now_ms))))
+
+    def _digest_for(self, peer: str) -> Digest:
+        expect = self.peers[peer].replica
+        since = self.watermarks.get(expect, 0) if expect else 0
+        return Digest(self.replica_id, self.log.head, expect, since)
+
+    def _delta(self, page: Page, base: int, receiver: str, now_ms: int) -> Delta:
+        """The page as a Delta for `receiver`, leaving out what the receiver itself sent us."""
+        records = tuple(self.records[k] for k in page.record_keys if self._record_source.get(k) != receiver)
+        leases = self.leases
+        renewals = tuple(RenewalUpdate(k, leases[k].renewed, now_ms - leases[k].anchor_ms)
+                         for k in page.renewal_keys if self._renewal_source.get(k) != receiver)
+        return Delta(self.replica_id, base, page.upto, records, renewals)
+
+    def flush(self, now_ms: int) -> list[Outgoing]:
+        """Eager push of everything changed since the last flush (the shell calls this after a few ms)."""
+        if self.log.head == self._flushed_head or not self.peers:
+            return []
+        self._flushed_head = self.log.head
+        names = list(self.peers)
+        if 0 < self.fanout < len(names):
+            names = self.rng.sample(names, self.fanout)
+        out = []
+        for name in names:
+            state = self.peers[name]
+            page = self.log.since(state.pushed, self.config.max_batch_items)
+            if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
+                state.pushed = self.log.head
+                continue
+            delta = self._delta(page, state.pushed, state.replica, now_ms)
+            state.pushed = page.upto
+            if delta.records or delta.renewals:
+                out.append(Outgoing(name, Push(delta)))
+        return out
+
+    def anti_entropy(self) -> Outgoing | None:
+        """A digest for the next peer in turn: a constant-size request when the two are in sync."""
+        if not self.peers:
+            return None
+        names = list(self.peers)
+        name = names[self._next_peer % len(names)]
+        self._next_peer += 1
+        return Outgoing(name, self._digest_for(name))
+
+    def take_outbox(self) -> list[Outgoing]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_changes(self) -> list[Change]:
+        out, self.changes = self.changes, []
+        return out
+
+    # ----- time: leases, eviction, self-preservation, garbage collection ------------------------------------
+
+    def update_preservation(self, now_ms: int) -> bool:
+        """Re-evaluate self-preservation (at most once per window bucket); True on a transition."""
+        if now_ms < self._preservation_due:
+            return False
+        self._preservation_due = now_ms + self.window.bucket_ms
+        window = self.config.renewal_window_ms
+        expected = 0.0
+        for key, record in self.records.items():
+            info, lease = record.info, self.leases[key]
+            if info is None or lease.evicted or lease.expired(now_ms, self.lease_duration_ms(info)):
+                continue
+            expected += expected_renewals(now_ms, lease.first_seen_ms, window, self.renewal_interval_ms(info))
+        return self.preservation.update(now_ms, self.window.total(now_ms), expected)
+
+    def evict(self, now_ms: int) -> list[InstanceKey]:
+        """One eviction pass: expired leases, oldest first, at most the capped share of the registry, and
+        none at all while self-preservation is active."""
+        self._preservation_due = 0
+        self.update_preservation(now_ms)
+        if not self.preservation.allows_eviction:
+            return []
+        live = [(self.leases[k].anchor_ms, k, r) for k, r in self.records.items()
+                if r.info is not None and not self.leases[k].evicted]
+        expired = sorted((anchor, k, r) for anchor, k, r in live
+                         if r.info is not None and self.leases[k].expired(now_ms, self.lease_duration_ms(r.info)))
+        victims = expired[:eviction_cap(len(live), self.config.max_eviction_fraction)]
+        for _, key, record in victims:
+            self.leases[key].evicted = True
+            self.counters.evictions += 1
+            self._emit(key, Action.EVICT, record, now_ms)
+        return [key for _, key, _ in victims]
+
+    def collect_garbage(self, now_ms: int) -> int:
+        """Forget tombstones, and instances evicted here, once they are older than the tombstone TTL."""
+        ttl = self.config.tombstone_ttl_ms
+        doomed = [k for k, at in self._tombstoned_at.items() if now_ms - at >= ttl]
+        doomed += [k for k, lease in self.leases.items()
+                   if lease.evicted and now_ms - lease.anchor_ms >= ttl and k not in self._tombstoned_at]
+        for key in doomed:
+            self.records.pop(key, None)
+            self.leases.pop(key, None)
+            self._tombstoned_at.pop(key, None)
+            self._record_source.pop(key, None)
+            self._renewal_source.pop(key, None)
+            self.log.forget(key)
+        self.counters.purged += len(doomed)
+        return len(doomed)
+
+
+def _action(previous: Record | None, record: Record) -> Action | None:
+    """Classify a change by what it did to the visible registry."""
+    if record.info is None:
+        return None if previous is None else Action.CANCEL
+    if previous is None or previous.info is None:
+        return Action.REGISTER
+    if previous.info.status is not record.info.status:
+        return Action.STATUS
+    return Action.MODIFY

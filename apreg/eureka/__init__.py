@@ -1,0 +1,1 @@
+"""Eureka compatibility: the wire formats and HTTP surface that Eureka clients talk to."""

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Write-to-visible latency of a replicated registry, measured at every other node.
+
+Open loop: write i is due at t0 + i/rate whatever happened to earlier writes, and
+latencies are taken from that scheduled time (a client that falls behind shows up
+as latency, not as a slower rate; `send_lag_ms` shows how far the harness lagged).
+Writes go round-robin over the nodes; each node is watched through its push
+channel by its own watcher process, and a write counts as visible at node j when
+j's watcher was told of it. Samples are taken only at nodes other than the writer.
+
+    bench/staleness.py --system etcd --nodes 3 --writes 1000 --rate 200 --json out.json
+    bench/staleness.py --system apreg --sweep push-window=0,0.002,0.01 --json sweep.json
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _stats import summarize  # noqa: E402
+from _systems import DRIVERS, Cluster, Unavailable, WriteError, cluster_class, open_cluster, \
+    probe_names, write_names  # noqa: E402
+from _watch import Watcher  # noqa: E402
+
+
+@dataclass(slots=True)
+class WriteRecord:
+    name: str
+    node: int
+    due: float                  # scheduled send time (monotonic s)
+    sent: float | None = None   # when the request actually left
+    ack: float | None = None
+    error: str | None = None
+
+
+async def _write(cluster: Cluster, rec: WriteRecord, timeout: float) -> None:
+    rec.sent = time.monotonic()
+    try:
+        rec.ack = await cluster.put(rec.node, rec.name, timeout)
+    except WriteError as exc:
+        rec.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - any failure is an unacknowledged write
+        rec.error = type(exc).__name__
+
+
+async def _warm_up(cluster: Cluster, watchers: list[Watcher], probes: list[str],
+                   timeout: float) -> None:
+    """One probe per node seen by every other watcher: proves each watch channel
+    is live end to end (and warms connections) before anything is timed."""
+    n = cluster.n
+    for j, name in enumerate(probes):
+        await cluster.put(j % n, name, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [(name, w.node) for j, name in enumerate(probes) for w in watchers
+                   if w.node != j % n and name not in w.seen]
+        if not missing:
+            return
+        for w in watchers:
+            if w.errors:
+                raise RuntimeError(f"watcher {w.node}: {w.errors[-3:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"warm-up probes not seen by watchers: {missing[:5]}")
+        await asyncio.sleep(0.02)
+
+
+def _analyse(records: list[WriteRecord], watchers: list[Watcher]) -> dict:
+    ms = 1000.0
+    ack, visible, visible_all, stale, lag = [], [], [], [], []
+    lost, missing_obs, unacked_seen = 0, 0, 0
+    error_kinds: dict[str, int] = {}
+    for r in records:
+        if r.sent is not None:
+            lag.append((r.sent - r.due) * ms)
+        others = [w for w in watchers if w.node != r.node]
+        if r.ack is None:
+            error_kinds[r.error or "unknown"] = error_kinds.get(r.error or "unknown", 0) + 1
+            unacked_seen += any(r.name in w.seen for w in others)
+            continue
+        ack.append((r.ack - r.due) * ms)
+        seen = [w.seen.get(r.name) for w in others]
+        for t in seen:
+            if t is None:
+                missing_obs += 1
+                continue
+            visible.append((t - r.due) * ms)
+            stale.append((t - r.ack) * ms)
+        if None in seen:
+            lost += 1
+        else:
+            visible_all.append((max(seen) - r.due) * ms)  # type: ignore[type-var]
+    return {
+        "ack_ms": summarize(ack), "visible_ms": summarize(visible),
+        "visible_all_ms": summarize(visible_all), "staleness_ms": summarize(stale),
+        "send_lag_ms": summarize(lag),
+        "acked": len(ack), "lost": lost, "missing_observations": missing_obs,
+        "errors": sum(error_kinds.values()), "error_kinds": error_kinds,
+        "unacked_but_seen": unacked_seen,
+        "_samples": {"ack_ms": ack, "visible_ms": visible, "visible_all_ms": visible_all,
+                     "staleness_ms": stale},
+    }
+
+
+async def measure(system: str, nodes: int, writes: int, rate: float,
+                  extra_args: list[str] | None = None, drain: float = 5.0,
+                  write_timeout: float = 5.0, keep: bool = False,
+                  samples: bool = False) -> dict:
+    """One fresh cluster, warm-up, W open-loop writes, bounded drain; the result dict."""
+    if nodes < 2:
+        raise ValueError("need at least 2 nodes: visibility is measured at the others")
+    probes = probe_names(nodes)
+    async with open_cluster(system, nodes, extra_args, keep=keep) as cluster:
+        watchers: list[Watcher] = []
+        try:
+            for j in range(nodes):
+                watchers.append(await Watcher.start(system, j, cluster.watch_endpoint(j),
+                                                    cluster.namespace, len(probes), writes))
+            await asyncio.gather(*(w.wait_ready(30) for w in watchers))
+            await _warm_up(cluster, watchers, probes, 15)
+
+            names = write_names(writes)
+            t0 = time.monotonic() + 0.05
+            records = [WriteRecord(name, i % nodes, t0 + i / rate) for i, name in enumerate(names)]
+            tasks = []
+            for rec in records:
+                delay = rec.due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(_write(cluster, rec, write_timeout)))
+            await asyncio.gather(*tasks)
+            # Bounded wait: until everything acked is seen at every other node, or
+            # `drain` seconds after the last scheduled write.
+            deadline = records[-1].due + drain if records else time.monotonic()
+            while time.monotonic() < deadline:
+                if all(r.ack is None or all(r.name in w.seen for w in watchers if w.node != r.node)
+                       for r in records):
+                    break
+                await asyncio.sleep(0.01)
+            duration = (max((r.ack or r.sent or r.due) for r in records) - t0) if records else 0.0
+        finally:
+            for w in watchers:
+                await w.stop()
+    result = {"system": system, "nodes": nodes, "writes": writes, "rate": rate,
+              "extra_args": list(extra_args or []), "duration_s": round(duration, 3),
+              "drain_s": drain, "write_timeout_s": write_timeout,
+              **_analyse(records, watchers),
+              "watcher_errors": {w.node: w.errors for w in watchers if w.errors
+                                 and not all(e.startswith("watcher exited") for e in w.errors)}}
+    raw = result.pop("_samples")
+    if samples:
+        result["samples"] = {k: [round(v, 3) for v in vs] for k, vs in raw.items()}
+    return result
+
+
+def parse_sweep(spec: str) -> tuple[str, list[str]]:
+    """'push-window=0,0.005' or '--push-window=0,0.005' -> ('--push-window', ['0','0.005'])."""
+    flag, sep, values = spec.partition("=")
+    if not sep or not values:
+        raise SystemExit(f"--sweep wants FLAG=V1,V2,...; got {spec!r}")
+    return "--" + flag.lstrip("-"), [v for v in values.split(",") if v]
+
+
+def fmt_row(label: str, s: dict) -> str:
+    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    return f"  {label:<15} p50 {f(s['p50']):>8}  p95 {f(s['p95']):>8}  " \
+           f"p99 {f(s['p99']):>8}  max {f(s['max']):>8}  (n={s['n']})"
+
+
+def print_result(r: dict) -> None:
+    print(f"{r['system']} nodes={r['nodes']} writes={r['writes']} rate={r['rate']}/s "
+          f"{' '.join(r['extra_args'])}".rstrip())
+    for k in ("ack_ms", "visible_ms", "visible_all_ms", "staleness_ms", "send_lag_ms"):
+        print(fmt_row(k, r[k]))
+    print(f"  acked {r['acked']}/{r['writes']}  errors {r['errors']} {r['error_kinds'] or ''}"
+          f"  lost {r['lost']}  missing observations {r['missing_observations']}")
+    if r.get("watcher_errors"):
+        print(f"  watcher errors: {r['watcher_errors']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--system", required=True, choices=sorted(DRIVERS))
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--writes", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=100.0, help="writes per second (open loop)")
+    ap.add_argument("--json", type=Path, help="write the result here")
+    ap.add_argument("--sweep", help="FLAG=V1,V2,...: one run per value, FLAG passed to each server")
+    ap.add_argument("--drain", type=float, default=5.0,
+                    help="max wait after the last write before unseen writes count as lost")
+    ap.add_argument("--write-timeout", type=float, default=5.0)
+    ap.add_argument("--samples", action="store_true", help="include raw samples in the JSON")
+    ap.add_argument("--keep", action="store_true", help="keep server logs (temp dir)")
+    a = ap.parse_args(argv)
+    if a.writes < 1 or a.rate <= 0 or a.nodes < 2:
+        ap.error("need --writes >= 1, --rate > 0, --nodes >= 2")
+    try:
+        cluster_class(a.system)
+    except Unavailable as exc:
+        print(f"skipped: {exc}")
+        if a.json:
+            a.json.write_text(json.dumps({"system": a.system, "skipped": str(exc)}, indent=2))
+        return 0
+
+    runs: list[tuple[list[str], dict]] = []
+    variants = [[]]
+    if a.sweep:
+        flag, values = parse_sweep(a.sweep)
+        variants = [[flag, v] for v in values]
+    for extra in variants:
+        r = asyncio.run(measure(a.system, a.nodes, a.writes, a.rate, extra, a.drain,
+                                a.write_timeout, a.keep, a.samples))
+        print_result(r)
+        runs.append((extra, r))
+    if a.json:
+        if a.sweep:
+            out = {"system": a.system, "nodes": a.nodes, "writes": a.writes, "rate": a.rate,
+                   "sweep": {"flag": variants[0][0], "values": [e[1] for e, _ in runs]},
+                   "runs": [r for _, r in runs]}
+        else:
+            out = runs[0][1]
+        a.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
