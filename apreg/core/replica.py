@@ -43,6 +43,7 @@ class Change:
     action: Action
     record: Record
     at_ms: int
+    info: InstanceInfo  # the instance as last visible (for a cancel: the copy the tombstone replaced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +214,13 @@ class Replica:
                 lease.first_seen_ms = now_ms
                 if lease.evicted:
                     lease.evicted, lease.anchor_ms = False, now_ms
-        self._emit(key, _action(previous if was_visible else None, record), record, now_ms)
+        shown = previous if was_visible else None
+        self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
 
-    def _emit(self, key: InstanceKey, action: Action | None, record: Record, now_ms: int) -> None:
-        if action is not None:
-            self.changes.append(Change(key, action, record, now_ms))
+    def _emit(self, key: InstanceKey, action: Action | None, record: Record, now_ms: int,
+              info: InstanceInfo | None) -> None:
+        if action is not None and info is not None:
+            self.changes.append(Change(key, action, record, now_ms, info))
 
     def _apply_record(self, incoming: Record, now_ms: int, sender: str) -> bool:
         if incoming.info is not None and incoming.info.key != incoming.key:
@@ -259,7 +262,7 @@ class Replica:
         if lease.evicted and record is not None and record.info is not None:
             lease.evicted = False  # it renewed somewhere after we evicted it: it comes back
             lease.first_seen_ms = now_ms
-            self._emit(key, Action.REGISTER, record, now_ms)
+            self._emit(key, Action.REGISTER, record, now_ms, record.info)
         return True
 
     def _apply_delta(self, delta: Delta, now_ms: int) -> None:
@@ -294,14 +297,15 @@ class Replica:
         state = self.peers[peer]
         state.replica = reply.delta.sender
         if reply.more:
-            self.outbox.append(Outgoing(peer, self._digest_for(peer)))
+            self.outbox.append(Outgoing(peer, self.digest_for(peer)))
         else:
             self.synced = True
         if reply.your_watermark < self.log.head:
             page = self.log.since(reply.your_watermark, self.config.max_batch_items)
             self.outbox.append(Outgoing(peer, Push(self._delta(page, reply.your_watermark, state.replica, now_ms))))
 
-    def _digest_for(self, peer: str) -> Digest:
+    def digest_for(self, peer: str) -> Digest:
+        """Ask `peer` for what follows our watermark of it (everything, if we do not know its replica yet)."""
         expect = self.peers[peer].replica
         since = self.watermarks.get(expect, 0) if expect else 0
         return Digest(self.replica_id, self.log.head, expect, since)
@@ -316,24 +320,31 @@ class Replica:
 
     def flush(self, now_ms: int) -> list[Outgoing]:
         """Eager push of everything changed since the last flush (the shell calls this after a few ms)."""
-        if self.log.head == self._flushed_head or not self.peers:
+        out = []
+        for name in self.push_targets():
+            push = self.push_for(name, now_ms)
+            if push is not None:
+                out.append(Outgoing(name, push))
+        return out
+
+    def push_targets(self) -> list[str]:
+        """The peers to push to now: all of them, or `fanout` chosen at random; none if nothing changed."""
+        if self.log.head == self._flushed_head:
             return []
         self._flushed_head = self.log.head
         names = list(self.peers)
-        if 0 < self.fanout < len(names):
-            names = self.rng.sample(names, self.fanout)
-        out = []
-        for name in names:
-            state = self.peers[name]
-            page = self.log.since(state.pushed, self.config.max_batch_items)
-            if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
-                state.pushed = self.log.head
-                continue
-            delta = self._delta(page, state.pushed, state.replica, now_ms)
-            state.pushed = page.upto
-            if delta.records or delta.renewals:
-                out.append(Outgoing(name, Push(delta)))
-        return out
+        return self.rng.sample(names, self.fanout) if 0 < self.fanout < len(names) else names
+
+    def push_for(self, peer: str, now_ms: int) -> Push | None:
+        """A push of what `peer` has not been sent yet, or None if there is nothing to send."""
+        state = self.peers[peer]
+        page = self.log.since(state.pushed, self.config.max_batch_items)
+        if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
+            state.pushed = self.log.head
+            return None
+        delta = self._delta(page, state.pushed, state.replica, now_ms)
+        state.pushed = page.upto
+        return Push(delta) if delta.records or delta.renewals else None
 
     def anti_entropy(self) -> Outgoing | None:
         """A digest for the next peer in turn: a constant-size request when the two are in sync."""
@@ -342,7 +353,7 @@ class Replica:
         names = list(self.peers)
         name = names[self._next_peer % len(names)]
         self._next_peer += 1
-        return Outgoing(name, self._digest_for(name))
+        return Outgoing(name, self.digest_for(name))
 
     def take_outbox(self) -> list[Outgoing]:
         out, self.outbox = self.outbox, []
@@ -383,7 +394,7 @@ class Replica:
         for _, key, record in victims:
             self.leases[key].evicted = True
             self.counters.evictions += 1
-            self._emit(key, Action.EVICT, record, now_ms)
+            self._emit(key, Action.EVICT, record, now_ms, record.info)
         return [key for _, key, _ in victims]
 
     def collect_garbage(self, now_ms: int) -> int:

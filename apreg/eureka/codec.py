@@ -109,7 +109,7 @@ def parse_status(value: str | None, *, required: bool, name: str = "value") -> S
     raise CodecError("invalid_status", f"{name} must be one of {allowed}, got {_show(value)}")
 
 
-def parse_timestamp(value: str | int | None, name: str) -> int | None:
+def parse_timestamp(value: str | int | float | None, name: str) -> int | None:
     """Epoch milliseconds from a query parameter or body field; absent or empty means None."""
     if value is None or value == "":
         return None
@@ -160,7 +160,7 @@ def _load_xml(body: bytes) -> dict[str, Any]:
     try:
         parser.feed(body)
         root = parser.close()
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, UnicodeError) as exc:  # the latter two: a bad declared encoding
         raise CodecError("malformed_xml", f"body is not well-formed XML: {exc}") from None
     if root.tag != "instance":
         raise CodecError("malformed_xml", f"root element must be <instance>, got <{_show(root.tag)}>")
@@ -301,7 +301,7 @@ def _seconds(value: Any, name: str) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(value) if abs(value) <= MAX_LEASE_SECONDS else math.inf  # float() overflows on huge ints
     elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         seconds = float(value)
     else:
@@ -358,10 +358,10 @@ def _optional_str(raw: Mapping[str, Any], key: str, limit: int = MAX_TEXT_CHARS,
     return value
 
 
-def _scalar(raw: Mapping[str, Any], key: str, prefix: str = "") -> str | int | None:
-    """A field that must be a number or a string (not an object or list)."""
+def _scalar(raw: Mapping[str, Any], key: str, prefix: str = "") -> str | int | float | None:
+    """A timestamp field: a number or a string, never an object or list."""
     value = raw.get(key)
-    if value is not None and not isinstance(value, (str, int)):
+    if value is not None and not isinstance(value, (str, int, float)):
         raise CodecError("invalid_timestamp", f"{prefix}{key} must be a number, got {_show(value)}")
     return value
 
@@ -594,8 +594,9 @@ def _decode_escape(match: re.Match[str]) -> str:
 
 def _xml_text(value: object) -> str:
     """Text for an element or attribute; characters XML cannot carry become U+FFFD so output stays well-formed."""
-    text = value if isinstance(value, str) else str(value)
-    return _XML_ILLEGAL.sub("\ufffd", text)
+    if not isinstance(value, str):
+        return str(value)  # numbers: nothing to sanitise
+    return _XML_ILLEGAL.sub("\ufffd", value)
 
 
 def _bool_text(value: bool) -> str:
@@ -613,4 +614,5 @@ def _json_bytes(doc: Mapping[str, Any]) -> bytes:
 
 
 def _xml_bytes(root: ET.Element) -> bytes:
-    return ET.tostring(root, encoding="utf-8")
+    # Serialising to str and encoding once is several times faster than ElementTree's per-write byte encoding.
+    return ET.tostring(root, encoding="unicode").encode("utf-8")

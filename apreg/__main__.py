@@ -1,0 +1,5 @@
+import sys
+
+from apreg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""The `apreg` command: `serve` and `cluster` run nodes; the client commands live in apreg.client.cli."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Sequence
+
+from apreg.server import settings as node_settings
+from apreg.server.app import run_nodes
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of `apreg serve`; None means "not given", so the TOML file and environment can fill it in."""
+    add = parser.add_argument
+    add("--host", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, help="port to listen on (default 8761)")
+    add("--node-id", help="this node's id (default host:port)")
+    add("--peers", help="comma-separated base URLs of peer nodes")
+    add("--renewal-interval", type=float, help="default renewal interval, s, for instances giving none (30)")
+    add("--lease-duration", type=float, help="default lease duration, s, for instances giving none (90)")
+    add("--eviction-interval", type=float, help="seconds between eviction passes (60)")
+    add("--renewal-threshold", type=float, help="self-preservation engages below this share of expected renewals (0.85)")
+    add("--renewal-window", type=float,
+        help="seconds over which self-preservation counts renewals (60); once engaged it holds at least 5 windows "
+             "and, after a mass silent loss, releases within max(5 windows, lease duration) + 1 window")
+    add("--no-self-preservation", dest="self_preservation", action="store_const", const=False,
+        help="evict expired leases even when renewals collapse")
+    add("--anti-entropy-interval", type=float, help="seconds between digest exchanges with a peer (1)")
+    add("--push-window", type=float, help="seconds to coalesce writes before an eager push (0.002)")
+    add("--fanout", type=int, help="peers per eager push; 0 = all (0)")
+    add("--tombstone-ttl", type=float, help="seconds a cancel is remembered: the longest partition that cannot "
+                                           "resurrect a cancelled instance (86400)")
+    add("--max-clock-skew", type=float, help="remote timestamps further ahead than this many seconds are refused (60)")
+    add("--secret", help="HMAC key for peer messages (or env APREG_SECRET)")
+    add("--config", help="a TOML file with any of these settings (keys as flag names)")
+    add("--log-level", default="INFO", help="logging level (INFO)")
+
+
+def _settings(args: argparse.Namespace) -> node_settings.NodeSettings:
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "log_level", "func")}
+    return node_settings.load(flags, args.config)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    asyncio.run(run_nodes([settings]))
+    return 0
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    """N local peers in one process, each listing all the others."""
+    urls = [f"http://127.0.0.1:{args.base_port + i}" for i in range(args.nodes)]
+    configs = [node_settings.load({"port": args.base_port + i, "node_id": f"node{i + 1}",
+                                   "peers": ",".join(u for u in urls if u != url)}, None)
+               for i, url in enumerate(urls)]
+
+    print("apreg cluster:", " ".join(urls), flush=True)
+    asyncio.run(run_nodes(configs))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apreg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_parser = sub.add_parser("serve", help="run one registry node")
+    _serve_flags(serve_parser)
+    serve_parser.set_defaults(func=_run_serve)
+    cluster = sub.add_parser("cluster", help="run N local peers wired together")
+    cluster.add_argument("--nodes", type=int, default=3)
+    cluster.add_argument("--base-port", type=int, default=8761)
+    cluster.add_argument("--log-level", default="INFO")
+    cluster.set_defaults(func=_run_cluster)
+    try:
+        from apreg.client.cli import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError) as exc:
+        print(f"apreg: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Peer replication: the msgpack wire format, message authentication and the HTTP transport."""

@@ -1,0 +1,82 @@
+"""Sending peer messages over HTTP (aiohttp), with per-peer reachability and backoff while a peer is down."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from apreg.core.messages import Message
+
+from . import auth, wire
+
+log = logging.getLogger("apreg.peer")
+
+MESSAGES_PATH = "/v1/peer/messages"
+BACKOFF_BASE_S = 0.1
+BACKOFF_CAP_S = 5.0
+
+
+class PeerUnavailable(Exception):
+    """The peer did not take the message (refused, timed out, or answered with an error)."""
+
+
+@dataclass(slots=True)
+class PeerLink:
+    """One peer as seen from this node: where it is, whether it answers, when to try it again."""
+
+    url: str
+    reachable: bool = False
+    failures: int = 0
+    retry_at: float = 0.0  # monotonic seconds; pushes wait for this while the peer is failing
+    last_error: str = ""
+    sent: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def succeeded(self) -> None:
+        if not self.reachable:
+            log.info("peer %s reachable", self.url)
+        self.reachable, self.failures, self.retry_at, self.last_error = True, 0, 0.0, ""
+
+    def failed(self, error: str) -> None:
+        if self.reachable or not self.failures:
+            log.warning("peer %s unreachable: %s", self.url, error)
+        self.failures += 1
+        self.reachable, self.last_error = False, error
+        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16))
+        self.retry_at = time.monotonic() + self.rng.uniform(0, delay)  # full jitter
+
+
+@dataclass(slots=True)
+class PeerTransport:
+    session: aiohttp.ClientSession
+    secret: bytes | None
+    timeout: aiohttp.ClientTimeout
+
+    async def send(self, link: PeerLink, message: Message) -> Message | None:
+        """POST one message; returns the decoded reply (for a Digest) or None; raises PeerUnavailable."""
+        body = wire.encode(message)
+        headers = {"Content-Type": "application/msgpack"}
+        if self.secret is not None:
+            headers.update(auth.sign(self.secret, "POST", MESSAGES_PATH, body, time.time_ns() // 1_000_000))
+        try:
+            async with self.session.post(link.url + MESSAGES_PATH, data=body, headers=headers,
+                                         timeout=self.timeout) as response:
+                payload = await response.read()
+                if response.status not in (200, 204):
+                    raise PeerUnavailable(f"HTTP {response.status}: {payload[:200]!r}")
+                reply = wire.decode(payload) if response.status == 200 and payload else None
+        except (aiohttp.ClientError, TimeoutError, OSError, wire.WireError) as exc:
+            link.failed(f"{type(exc).__name__}: {exc}")
+            raise PeerUnavailable(str(exc)) from exc
+        except PeerUnavailable as exc:
+            link.failed(str(exc))
+            raise
+        link.succeeded()
+        link.sent += 1
+        return reply

@@ -1,0 +1,126 @@
+"""msgpack encoding of peer messages: the only module that knows the replication wire format.
+
+A frame is a msgpack map {"v": WIRE_VERSION, "t": message type, "b": body}. Message type numbers come from
+`core.messages.MessageType`, which is append-only. Decoding validates every field before anything reaches the
+core: a peer's bad message is refused with `WireError`, logged and counted, and changes nothing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from apreg.core.clock import Timestamp
+from apreg.core.instance import InstanceInfo, InstanceKey
+from apreg.core.messages import Delta, Digest, DigestReply, Message, MessageType, Push, RenewalUpdate
+from apreg.core.record import Record
+
+WIRE_VERSION = 1
+MAX_ITEMS = 100_000  # records or renewals in one frame
+
+
+class WireError(ValueError):
+    """A peer frame that is not valid protocol: garbage, an unknown type, a missing or mistyped field."""
+
+
+def encode(message: Message) -> bytes:
+    if isinstance(message, Push):
+        body: Any = _delta(message.delta)
+    elif isinstance(message, Digest):
+        body = [message.sender, message.head, message.expect, message.since]
+    else:
+        body = [_delta(message.delta), message.more, message.your_watermark]
+    return msgpack.packb({"v": WIRE_VERSION, "t": int(message.type), "b": body}, use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    try:
+        frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise WireError(f"not a msgpack frame: {type(exc).__name__}") from None
+    if not isinstance(frame, dict) or frame.get("v") != WIRE_VERSION or "b" not in frame:
+        raise WireError("not an apreg peer frame (want a map with v, t, b)")
+    try:
+        kind = MessageType(frame.get("t"))
+    except ValueError:
+        raise WireError(f"unknown message type {frame.get('t')!r}") from None
+    try:
+        return _decode_body(kind, frame["b"])
+    except WireError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise WireError(f"malformed {kind.name} message: {exc}") from None
+
+
+def _decode_body(kind: MessageType, body: Any) -> Message:
+    if kind is MessageType.PUSH:
+        return Push(_undelta(body))
+    if kind is MessageType.DIGEST:
+        sender, head, expect, since = _fields(body, 4)
+        return Digest(_str(sender), _int(head), _str(expect), _int(since))
+    delta, more, watermark = _fields(body, 3)
+    if not isinstance(more, bool):
+        raise WireError("more must be a boolean")
+    return DigestReply(_undelta(delta), more, _int(watermark))
+
+
+def _delta(delta: Delta) -> list[Any]:
+    return [delta.sender, delta.base, delta.upto,
+            [[r.key.app, r.key.instance_id, None if r.info is None else r.info.to_dict(), dict(r.vv), list(r.stamp)]
+             for r in delta.records],
+            [[u.key.app, u.key.instance_id, list(u.renewed), u.age_ms] for u in delta.renewals]]
+
+
+def _undelta(body: Any) -> Delta:
+    sender, base, upto, records, renewals = _fields(body, 5)
+    if not isinstance(records, list) or not isinstance(renewals, list):
+        raise WireError("records and renewals must be lists")
+    if len(records) > MAX_ITEMS or len(renewals) > MAX_ITEMS:
+        raise WireError("too many items in one frame")
+    return Delta(_str(sender), _int(base), _int(upto), tuple(_record(r) for r in records),
+                 tuple(_renewal(u) for u in renewals))
+
+
+def _record(item: Any) -> Record:
+    app, instance_id, info, vv, stamp = _fields(item, 5)
+    key = InstanceKey(_str(app), _str(instance_id))
+    if not isinstance(vv, dict) or not all(isinstance(k, str) and _int(v) > 0 for k, v in vv.items()):
+        raise WireError("version vector must map replica ids to positive counters")
+    decoded = None if info is None else InstanceInfo.from_dict(_map(info))
+    if decoded is not None and decoded.key != key:
+        raise WireError("record key does not match its instance")
+    return Record(key, decoded, vv, _stamp(stamp))
+
+
+def _renewal(item: Any) -> RenewalUpdate:
+    app, instance_id, stamp, age = _fields(item, 4)
+    return RenewalUpdate(InstanceKey(_str(app), _str(instance_id)), _stamp(stamp), _int(age))
+
+
+def _stamp(value: Any) -> Timestamp:
+    wall, logical, replica = _fields(value, 3)
+    return Timestamp(_int(wall), _int(logical), _str(replica))
+
+
+def _fields(value: Any, count: int) -> list[Any]:
+    if not isinstance(value, list) or len(value) != count:
+        raise WireError(f"expected a list of {count} fields")
+    return value
+
+
+def _map(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise WireError("expected a map")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise WireError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < -(2**63) or value >= 2**63:
+        raise WireError(f"expected an integer, got {type(value).__name__}")
+    return value

@@ -1,0 +1,160 @@
+"""The node runtime: one Replica driven by asyncio timers, peer links and HTTP handlers.
+
+It decides nothing about merges or evictions (the core does); it turns time into `now_ms`, carries the core's
+messages to peers, publishes the core's changes to the feed, and logs what operators need to see.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import aiohttp
+
+from apreg.core.messages import Digest, Message
+from apreg.core.replica import Outgoing, Replica
+from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
+
+from .feed import ChangeFeed
+from .settings import NodeSettings
+
+log = logging.getLogger("apreg.node")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class RejectCounts:
+    client: int = 0  # bad client requests (4xx)
+    peer: int = 0  # malformed peer messages
+    auth: int = 0  # peer messages refused for a missing or wrong signature
+
+
+class Node:
+    def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms) -> None:
+        self.settings = settings
+        self.now_ms = clock
+        incarnation = f"{time.time_ns():x}{os.urandom(2).hex()}"
+        self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
+                               fanout=settings.fanout)
+        self.feed = ChangeFeed()
+        self.links = {url: PeerLink(url) for url in settings.peers}
+        self.rejected = RejectCounts()
+        self._wake = {url: asyncio.Event() for url in settings.peers}
+        self._flush_pending = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._transport: PeerTransport | None = None
+
+    # ----- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8))
+        self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
+                                        aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
+        loops = [self._every(s.anti_entropy_interval, self._anti_entropy_round),
+                 self._every(s.eviction_interval, self._eviction_pass),
+                 self._every(self.replica.window.bucket_ms / 1000, self._preservation_check),
+                 self._initial_sync()]
+        loops += [self._pusher(url) for url in self.links]
+        self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _every(self, seconds: float, action: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                result = action()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # a bug in one pass must not stop the timer
+                log.exception("periodic task failed")
+
+    # ----- after every state change ------------------------------------------------------------------------
+
+    def committed(self) -> None:
+        """Publish what the core applied and schedule an eager push (coalesced for `push_window`)."""
+        changes = self.replica.take_changes()
+        if changes:
+            self.feed.publish(changes)
+        if not self._flush_pending and self.links:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(self.settings.push_window, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        for url in self.replica.push_targets():
+            self._wake[url].set()
+
+    async def _pusher(self, url: str) -> None:
+        """One sender per peer keeps pushes to it in order; whatever piles up meanwhile goes in the next one."""
+        link, wake = self.links[url], self._wake[url]
+        while True:
+            await wake.wait()
+            wake.clear()
+            if not link.ready():
+                continue  # backing off: anti-entropy repairs this peer once it answers again
+            push = self.replica.push_for(url, self.now_ms())
+            if push is not None:
+                await self._send(Outgoing(url, push))
+
+    # ----- peer traffic ------------------------------------------------------------------------------------
+
+    def receive(self, message: Message) -> Message | None:
+        """A message from a peer (HTTP handler); returns the reply to send back, if any."""
+        reply = self.replica.receive(message, self.now_ms())
+        self.committed()
+        return reply
+
+    async def _send(self, out: Outgoing) -> None:
+        assert self._transport is not None
+        try:
+            reply = await self._transport.send(self.links[out.peer], out.message)
+        except PeerUnavailable:
+            return
+        if reply is not None and isinstance(out.message, Digest):
+            self.replica.receive(reply, self.now_ms(), peer=out.peer)
+            self.committed()
+            for follow_up in self.replica.take_outbox():
+                await self._send(follow_up)
+
+    async def _initial_sync(self) -> None:
+        """Pull from every peer at once: a node that starts empty is in sync as soon as one answers."""
+        digests = [Outgoing(url, self.replica.digest_for(url)) for url in self.links]
+        await asyncio.gather(*(self._send(d) for d in digests))
+
+    async def _anti_entropy_round(self) -> None:
+        out = self.replica.anti_entropy()
+        if out is not None:
+            await self._send(out)
+
+    def _eviction_pass(self) -> None:
+        now = self.now_ms()
+        evicted = self.replica.evict(now)
+        if evicted:
+            log.info("evicted %d expired instance(s): %s", len(evicted),
+                     ", ".join(f"{k.app}/{k.instance_id}" for k in evicted[:10]))
+        self.replica.collect_garbage(now)
+        self.committed()
+
+    def _preservation_check(self) -> None:
+        if self.replica.update_preservation(self.now_ms()):
+            state = self.replica.preservation.last
+            if state.active:
+                log.warning("self-preservation ENGAGED: %d renewals in the last window, %.1f needed of %.1f "
+                            "expected; eviction stops", state.renewals_in_window, state.threshold, state.expected)
+            else:
+                log.warning("self-preservation released: %d renewals in the last window, %.1f needed",
+                            state.renewals_in_window, state.threshold)

@@ -1,0 +1,95 @@
+"""Node settings: the `apreg serve` flags, a TOML file, and environment overrides for secrets.
+
+Precedence, lowest first: defaults, the `--config` TOML file, environment (`APREG_SECRET`), explicit flags.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from apreg.core.config import CoreConfig
+
+SECRET_ENV = "APREG_SECRET"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Every duration is in seconds (fractions allowed), as on the command line."""
+
+    host: str = "127.0.0.1"
+    port: int = 8761
+    node_id: str = ""  # defaults to host:port
+    peers: tuple[str, ...] = ()  # base URLs of peer nodes
+    renewal_interval: float = 30.0  # default for instances whose leaseInfo gives none
+    lease_duration: float = 90.0  # default for instances whose leaseInfo gives none
+    eviction_interval: float = 60.0
+    renewal_threshold: float = 0.85
+    renewal_window: float = 60.0
+    self_preservation: bool = True
+    anti_entropy_interval: float = 1.0  # LAN preset
+    push_window: float = 0.002  # coalesce eager pushes for at most this long
+    fanout: int = 0  # peers per eager push; 0 = all (anti-entropy still reaches every peer in turn)
+    secret: str | None = None  # HMAC key for peer messages
+    max_body_bytes: int = 1024 * 1024  # client request bodies above this get 413
+    max_peer_body_bytes: int = 64 * 1024 * 1024
+    tombstone_ttl: float = 24 * 3600.0
+    max_clock_skew: float = 60.0
+    peer_timeout: float = 5.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return self.node_id or f"{self.host}:{self.port}"
+
+    def core_config(self) -> CoreConfig:
+        return CoreConfig(
+            renewal_interval_ms=_ms(self.renewal_interval), lease_duration_ms=_ms(self.lease_duration),
+            renewal_window_ms=_ms(self.renewal_window), renewal_threshold=self.renewal_threshold,
+            self_preservation=self.self_preservation, tombstone_ttl_ms=_ms(self.tombstone_ttl),
+            max_clock_skew_ms=_ms(self.max_clock_skew))
+
+    def validate(self) -> "NodeSettings":
+        positive = ("renewal_interval", "lease_duration", "eviction_interval", "renewal_window",
+                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive")
+        if self.push_window < 0 or self.fanout < 0:
+            raise ValueError("push-window and fanout must not be negative")
+        if not 0 < self.renewal_threshold <= 1:
+            raise ValueError("renewal-threshold must be in (0, 1]")
+        self.core_config()
+        return self
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def load(flags: Mapping[str, Any], config_path: str | None = None,
+         environ: Mapping[str, str] = os.environ) -> NodeSettings:
+    """Build settings from a TOML file, the environment and flags given explicitly (None = not given)."""
+    known = {f.name for f in fields(NodeSettings)}
+    values: dict[str, Any] = {}
+    if config_path:
+        with open(config_path, "rb") as handle:
+            table = tomllib.load(handle)
+        table = table.get("apreg", table)
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ValueError(f"unknown setting {key!r} in {config_path}")
+            values[name] = value
+    if environ.get(SECRET_ENV):
+        values["secret"] = environ[SECRET_ENV]
+    values.update({k: v for k, v in flags.items() if v is not None and k in known})
+    if isinstance(values.get("peers"), str):
+        values["peers"] = tuple(p.strip().rstrip("/") for p in values["peers"].split(",") if p.strip())
+    elif "peers" in values:
+        values["peers"] = tuple(str(p).rstrip("/") for p in values["peers"])
+    return replace(NodeSettings(), **values).validate()

@@ -1,0 +1,100 @@
+"""`GET /v1/watch`: a Server-Sent Events stream of the node's registry changes.
+
+Each change is `id: <seq>`, `event: change`, `data: <json>`; `?app=` filters; `?since=` or the standard
+`Last-Event-ID` header resumes, and when the node's history no longer reaches back that far the stream says
+`event: resync` first (refetch, then carry on). Comment lines (`: keepalive`) keep idle streams alive through
+proxies. A consumer that falls behind by more than its queue is sent `resync` and dropped: it never slows the
+node down.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from apreg.core.lease import Lease
+from apreg.eureka import codec
+
+from .eureka_api import DELTA_ACTIONS, instance_view
+from .feed import FeedEvent, Subscription
+from .node import Node
+
+HEARTBEAT_S = 15.0
+
+
+class WatchApi:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/watch", self.watch)
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        since = _since(request)
+        heartbeat = float(request.query.get("heartbeat", HEARTBEAT_S))
+        if not 0.05 <= heartbeat <= 300:
+            raise web.HTTPBadRequest(text="heartbeat must be between 0.05 and 300 seconds")
+        feed = self.node.feed
+        subscription = feed.subscribe(request.query.get("app"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        try:
+            await response.prepare(request)
+            await response.write(f": apreg {self.node.settings.name} seq {feed.seq}\n\n".encode())
+            last = feed.seq if since is None else since
+            if since is not None:
+                backlog = feed.since(since)
+                if backlog is None:
+                    await response.write(_resync("history no longer reaches back to the requested position"))
+                    last = feed.seq
+                else:
+                    for event in backlog:
+                        if subscription.app is None or event.key.app == subscription.app:
+                            await response.write(self._frame(event))
+                    last = backlog[-1].seq if backlog else last
+            await self._stream(response, subscription, last, heartbeat)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            feed.unsubscribe(subscription)
+        return response
+
+    async def _stream(self, response: web.StreamResponse, subscription: Subscription, last: int,
+                      heartbeat: float) -> None:
+        while True:
+            try:
+                event = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if event is None:  # overflowed: this consumer fell too far behind
+                await response.write(_resync("consumer too slow; refetch and reconnect"))
+                return
+            if event.seq > last:
+                await response.write(self._frame(event))
+
+    def _frame(self, event: FeedEvent) -> bytes:
+        replica = self.node.replica
+        view = instance_view(replica, event.info, replica.leases.get(event.key) or Lease(),
+                             DELTA_ACTIONS[event.action.value])
+        data: dict[str, Any] = {
+            "seq": event.seq, "app": event.key.app, "instance_id": event.key.instance_id,
+            "action": event.action.value, "version": dict(event.record.vv), "stamp": list(event.record.stamp),
+            "applied_ms": event.at_ms, "node_id": self.node.settings.name, "instance": codec.instance_dict(view),
+        }
+        return f"id: {event.seq}\nevent: change\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _resync(reason: str) -> bytes:
+    return f"event: resync\ndata: {json.dumps({'reason': reason})}\n\n".encode()
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since") or request.headers.get("Last-Event-ID")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(text="since / Last-Event-ID must be a non-negative integer")
+    return int(raw)
