@@ -29,6 +29,16 @@ def expected_renewals(now_ms: int, first_seen_ms: int, window_ms: int, interval_
     return min(window_ms, max(0, now_ms - first_seen_ms)) / interval_ms
 
 
+def renewal_credit(now_ms: int, anchor_ms: int, first_seen_ms: int, window_ms: int, interval_ms: int) -> float:
+    """Renewals' worth of the window one instance is vouched for: a renewal at t covers [t, t + interval].
+
+    Equal to `expected_renewals` while the instance renews on time; falls linearly to 0 over one window once
+    it has been silent for longer than its interval (see preservation.py for why coverage, not event counts).
+    """
+    overdue = max(0, now_ms - anchor_ms - interval_ms)
+    return max(0, min(window_ms, max(0, now_ms - first_seen_ms)) - overdue) / interval_ms
+
+
 def eviction_cap(registry_size: int, max_fraction: float) -> int:
     """How many instances one pass may evict: Eureka's `size - int(size * (1 - fraction))` (1 of a small registry)."""
     return registry_size - math.floor(registry_size * (1 - max_fraction) + 1e-9)

@@ -1,8 +1,15 @@
 """Self-preservation: stop evicting when renewals collapse, because that looks like a partition, not mass death.
 
-Each node counts the renewals it observes (its own and replicated ones) in a sliding window and compares them
-with what its live instances should have sent in that window: `sum(window / renewal_interval)`, prorated for
-instances younger than the window. Below `threshold` times that, eviction stops.
+Each node compares the renewals it has observed (its own and replicated ones) over a sliding window with what its
+live instances should have sent in that window: `sum(window / renewal_interval)`, prorated for instances younger
+than the window. Below `threshold` times that, eviction stops.
+
+Observed renewals are counted as coverage, not as raw events: a renewal vouches for the instance for one renewal
+interval, and an instance's count is the part of the window it was vouched for, divided by its interval (see
+`lease.renewal_credit`). A raw sliding count swings by a whole renewal per instance as the window edge passes
+each renewal, so clients that renew in step (one process renewing many instances) dip to (k-1)/k of the
+expectation at every edge, 50 % at Eureka's defaults; and batched replication would collapse several renewals
+into one event. Coverage is flat while instances renew and falls steadily, within one interval, once they stop.
 
 Release is bounded: once engaged the mode holds for at least `min_hold_windows` windows (a short partition loses
 nothing), and it releases as soon as renewals are back above the threshold. Instances that stay silent stop
@@ -13,47 +20,15 @@ is still renewing, the ratio recovers, and the mode releases after at most
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-BUCKETS_PER_WINDOW = 20
-
-
-@dataclass(slots=True)
-class RenewalWindow:
-    """Renewals counted over a sliding window, in sub-buckets of window/20 (not Eureka's fixed minute).
-
-    The current partial bucket counts too, so the window spans between 1 and 1.05 windows: a slight bias
-    towards "renewals are fine", which keeps timing jitter from engaging self-preservation.
-    """
-
-    window_ms: int
-    buckets: dict[int, int] = field(default_factory=dict)  # bucket index -> renewals in it
-
-    @property
-    def bucket_ms(self) -> int:
-        return max(1, self.window_ms // BUCKETS_PER_WINDOW)
-
-    def add(self, at_ms: int, count: int = 1) -> None:
-        """Count renewals that happened at `at_ms` (which may lie in an earlier bucket, for replicated ones)."""
-        index = at_ms // self.bucket_ms
-        self.buckets[index] = self.buckets.get(index, 0) + count
-        if len(self.buckets) > 2 * BUCKETS_PER_WINDOW:
-            self._trim(max(self.buckets))
-
-    def total(self, now_ms: int) -> int:
-        self._trim(now_ms // self.bucket_ms)
-        return sum(self.buckets.values())
-
-    def _trim(self, index: int) -> None:
-        oldest = index - BUCKETS_PER_WINDOW
-        for stale in [i for i in self.buckets if i < oldest]:
-            del self.buckets[stale]
+EVALUATIONS_PER_WINDOW = 20  # re-evaluated every window/20: a sliding window, not a fixed minute
 
 
 @dataclass(frozen=True, slots=True)
 class PreservationStatus:
     active: bool
-    renewals_in_window: int
+    renewals_in_window: float
     expected: float
     threshold: float  # renewals needed in the window to allow eviction (expected * renewal_threshold)
 
@@ -71,7 +46,7 @@ class SelfPreservation:
     transitions: int = 0
     last: PreservationStatus = PreservationStatus(False, 0, 0.0, 0.0)
 
-    def update(self, now_ms: int, observed: int, expected: float) -> bool:
+    def update(self, now_ms: int, observed: float, expected: float) -> bool:
         """Re-evaluate; returns True when the mode engaged or released on this call."""
         needed = expected * self.renewal_threshold
         below = self.enabled and expected > 0 and observed < needed

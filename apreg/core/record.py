@@ -5,8 +5,9 @@ greater HLC timestamp wins; the merged vector is the pointwise max.
 
 How it is implemented: the winner is always the record with the greater timestamp. The two statements agree on
 every record a replica can produce, because a replica stamps a write only after observing (HybridClock.observe)
-every record folded into the vector it advances, so dominance implies a greater timestamp (tested as a property
-over generated causal histories). Choosing by timestamp alone makes the merge a join over a total order, hence
+every record folded into the vector it advances, so dominance implies a greater timestamp, or an equal one when
+the dominating record is the same write with a vector enlarged by a join (tested as a property over generated
+causal histories). Choosing by timestamp alone makes the merge a join over a total order, hence
 commutative, associative and idempotent for *any* inputs, including ones no honest replica would produce.
 """
 from __future__ import annotations
@@ -60,6 +61,11 @@ def merge(local: Record | None, incoming: Record) -> Merged:
 
 
 def _tiebreak(record: Record) -> str:
-    """A content order for records with identical timestamps, which honest replicas never produce."""
+    """A content order for records with identical timestamps, which honest replicas never produce.
+
+    Content only, not the vector: merging joins vectors, so ordering by them would let an earlier merge change
+    a later tie's winner (not associative). Equal content with different vectors needs no winner: the join
+    makes the results identical.
+    """
     content = None if record.info is None else record.info.to_dict()
-    return json.dumps([sorted(record.vv.items()), content], sort_keys=True)
+    return json.dumps(content, sort_keys=True)

@@ -18,9 +18,9 @@ from .clock import ClockSkewError, HybridClock
 from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
-from .lease import Lease, eviction_cap, expected_renewals
+from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
-from .preservation import RenewalWindow, SelfPreservation
+from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
 from .record import Record, merge
 from .version import advance
 
@@ -84,7 +84,6 @@ class Replica:
     outbox: list[Outgoing] = field(default_factory=list)
     synced: bool = False
     clock: HybridClock = field(init=False)
-    window: RenewalWindow = field(init=False)
     preservation: SelfPreservation = field(init=False)
     peers: dict[str, PeerState] = field(init=False)
     watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
@@ -97,7 +96,6 @@ class Replica:
 
     def __post_init__(self) -> None:
         self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
-        self.window = RenewalWindow(self.config.renewal_window_ms)
         self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
                                              self.config.self_preservation, self.config.min_hold_windows)
         self.peers = {name: PeerState() for name in self.peer_names}
@@ -187,7 +185,6 @@ class Replica:
         lease.renewed = self.clock.tick(now_ms)
         lease.anchor_ms = now_ms
         lease.evicted = False
-        self.window.add(now_ms)
         self.counters.renewals_local += 1
         self.log.note_renewal(key)
         self._renewal_source.pop(key, None)
@@ -253,8 +250,6 @@ class Replica:
         age = max(0, update.age_ms)
         lease.renewed = update.renewed
         lease.anchor_ms = max(lease.anchor_ms, now_ms - age)
-        if age < self.config.renewal_window_ms:
-            self.window.add(now_ms - age)
         self.counters.renewals_replicated += 1
         self.log.note_renewal(key)
         self._renewal_source[key] = sender
@@ -369,15 +364,17 @@ class Replica:
         """Re-evaluate self-preservation (at most once per window bucket); True on a transition."""
         if now_ms < self._preservation_due:
             return False
-        self._preservation_due = now_ms + self.window.bucket_ms
         window = self.config.renewal_window_ms
-        expected = 0.0
+        self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
+        expected = observed = 0.0
         for key, record in self.records.items():
             info, lease = record.info, self.leases[key]
             if info is None or lease.evicted or lease.expired(now_ms, self.lease_duration_ms(info)):
                 continue
-            expected += expected_renewals(now_ms, lease.first_seen_ms, window, self.renewal_interval_ms(info))
-        return self.preservation.update(now_ms, self.window.total(now_ms), expected)
+            interval = self.renewal_interval_ms(info)
+            expected += expected_renewals(now_ms, lease.first_seen_ms, window, interval)
+            observed += renewal_credit(now_ms, lease.anchor_ms, lease.first_seen_ms, window, interval)
+        return self.preservation.update(now_ms, observed, expected)
 
     def evict(self, now_ms: int) -> list[InstanceKey]:
         """One eviction pass: expired leases, oldest first, at most the capped share of the registry, and

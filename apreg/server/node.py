@@ -15,6 +15,7 @@ from typing import Callable
 import aiohttp
 
 from apreg.core.messages import Digest, Message
+from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Outgoing, Replica
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
@@ -60,7 +61,7 @@ class Node:
                                         aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
         loops = [self._every(s.anti_entropy_interval, self._anti_entropy_round),
                  self._every(s.eviction_interval, self._eviction_pass),
-                 self._every(self.replica.window.bucket_ms / 1000, self._preservation_check),
+                 self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
                  self._initial_sync()]
         loops += [self._pusher(url) for url in self.links]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
@@ -153,8 +154,8 @@ class Node:
         if self.replica.update_preservation(self.now_ms()):
             state = self.replica.preservation.last
             if state.active:
-                log.warning("self-preservation ENGAGED: %d renewals in the last window, %.1f needed of %.1f "
+                log.warning("self-preservation ENGAGED: %.1f renewals in the last window, %.1f needed of %.1f "
                             "expected; eviction stops", state.renewals_in_window, state.threshold, state.expected)
             else:
-                log.warning("self-preservation released: %d renewals in the last window, %.1f needed",
+                log.warning("self-preservation released: %.1f renewals in the last window, %.1f needed",
                             state.renewals_in_window, state.threshold)

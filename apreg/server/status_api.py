@@ -32,7 +32,7 @@ def status_document(node: Node) -> dict[str, Any]:
                    "failures": link.failures, "last_error": link.last_error} for link in node.links.values()],
         "instances": sum(1 for _ in replica.instances()),
         "self_preservation": {"active": sp.active, "enabled": replica.preservation.enabled,
-                              "renewals_in_window": sp.renewals_in_window, "expected": round(sp.expected, 2),
+                              "renewals_in_window": round(sp.renewals_in_window, 2), "expected": round(sp.expected, 2),
                               "threshold": round(sp.threshold, 2), "transitions": replica.preservation.transitions},
         "conflicts": counters.conflicts,
         "evictions": counters.evictions,
