@@ -1,0 +1,112 @@
+"""Bad input (I8): each is refused with a clear 4xx, counted, changes nothing, and the node keeps serving."""
+from __future__ import annotations
+
+import json
+import time
+
+import msgpack
+import pytest
+
+from apreg.core.messages import Digest
+from apreg.peer import auth, wire
+
+from .harness import LocalCluster, instance_body
+
+SECRET = "test-secret"
+GOOD = instance_body("bad", "b1")["instance"]
+BAD_REGISTERS = [
+    (b"{not json", "application/json", "malformed_json"),
+    (b"<instance><app>BAD</app>", "application/xml", "malformed_xml"),
+    (b"[]", "application/json", None),
+    (json.dumps({"instance": {k: v for k, v in GOOD.items() if k != "hostName"}}).encode(), "application/json",
+     "missing_field"),
+    (json.dumps({"instance": {**GOOD, "status": "SLEEPY"}}).encode(), "application/json", "invalid_status"),
+    (json.dumps({"instance": {**GOOD, "port": {"$": "eighty"}}}).encode(), "application/json", "invalid_port"),
+    (json.dumps({"instance": {**GOOD, "metadata": {"k": {"nested": 1}}}}).encode(), "application/json",
+     "invalid_metadata"),
+    (b"\xff\xfe\x00garbage", "application/json", None),
+]
+
+
+@pytest.fixture
+async def cluster():  # type: ignore[no-untyped-def]
+    async with LocalCluster(1, secret=SECRET) as c:
+        await c.request(0, "POST", "/eureka/apps/keep", json_body=instance_body("keep", "k1"))
+        yield c
+
+
+async def _unchanged(c: LocalCluster) -> None:
+    assert await c.ids(0) == {"k1"}
+
+
+@pytest.mark.parametrize(("body", "ctype", "error"), BAD_REGISTERS)
+async def test_bad_register_bodies_get_400_with_a_json_error(cluster: LocalCluster, body: bytes, ctype: str,
+                                                             error: str | None) -> None:
+    status, payload, _ = await cluster.request(0, "POST", "/eureka/apps/BAD", data=body,
+                                               headers={"Content-Type": ctype})
+    assert status == 400
+    doc = json.loads(payload)
+    assert doc["detail"] and (error is None or doc["error"] == error)
+    await _unchanged(cluster)
+
+
+async def test_missing_field_error_names_the_field(cluster: LocalCluster) -> None:
+    body = json.dumps({"instance": {k: v for k, v in GOOD.items() if k != "ipAddr"}}).encode()
+    _, payload, _ = await cluster.request(0, "POST", "/eureka/apps/BAD", data=body,
+                                          headers={"Content-Type": "application/json"})
+    assert "ipAddr" in json.loads(payload)["detail"]
+
+
+async def test_oversized_body_gets_413(cluster: LocalCluster) -> None:
+    status, payload, _ = await cluster.request(0, "POST", "/eureka/apps/BAD", data=b"x" * (2 * 1024 * 1024),
+                                               headers={"Content-Type": "application/json"})
+    assert status == 413 and json.loads(payload)["error"]
+    await _unchanged(cluster)
+
+
+@pytest.mark.parametrize(("method", "path", "want"), [
+    ("PUT", "/eureka/apps/KEEP/k1/status?value=NOT_A_STATUS", 400),
+    ("PUT", "/eureka/apps/KEEP/k1?lastDirtyTimestamp=banana", 400),
+    ("PUT", "/eureka/apps/KEEP/nobody/status?value=UP", 404),
+    ("GET", "/eureka/apps/NOPE", 404),
+    ("GET", "/v1/watch?since=-3", 400),
+])
+async def test_bad_queries_and_unknown_targets(cluster: LocalCluster, method: str, path: str, want: int) -> None:
+    status, payload, _ = await cluster.request(0, method, path)
+    assert status == want and json.loads(payload)["error"]
+    await _unchanged(cluster)
+
+
+@pytest.mark.parametrize("path", ["/v1/peer/messages", "/v1/peer/anything", "/v1/peer"])
+async def test_unsigned_peer_requests_get_401_before_routing(cluster: LocalCluster, path: str) -> None:
+    status, _, _ = await cluster.request(0, "POST", path, data=wire.encode(Digest("x~1", 0, "", 0)))
+    assert status == 401
+    assert cluster.nodes[0].rejected.auth >= 1
+
+
+async def test_replayed_or_forged_peer_messages_get_401(cluster: LocalCluster) -> None:
+    body = wire.encode(Digest("x~1", 0, "", 0))
+    old = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000 - 120_000)
+    forged = auth.sign(b"wrong", "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
+    for headers in (old, forged):
+        assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == 401
+
+
+@pytest.mark.parametrize("body", [b"\x81\xa4type\xa8register", msgpack.packb({"v": 1, "t": 99, "b": []}),
+                                  msgpack.packb({"v": 1, "t": 1, "b": ["x", 0, 0, [["A", "i", {"app": 5}]], []]}),
+                                  b"\x00" * 100])
+async def test_signed_garbage_or_unknown_message_types_get_400(cluster: LocalCluster, body: bytes) -> None:
+    headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
+    status, payload, _ = await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers)
+    assert status == 400 and json.loads(payload)["error"] == "bad_peer_message"
+    assert cluster.nodes[0].rejected.peer >= 1
+    await _unchanged(cluster)
+
+
+async def test_a_signed_valid_digest_is_answered(cluster: LocalCluster) -> None:
+    body = wire.encode(Digest("x~1", 0, "", 0))
+    headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
+    status, payload, _ = await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers)
+    assert status == 200
+    reply = wire.decode(payload)
+    assert [r.key.instance_id for r in reply.delta.records] == ["k1"]  # type: ignore[union-attr]
