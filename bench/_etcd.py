@@ -97,6 +97,12 @@ class EtcdCluster(Cluster):
     def watch_endpoint(self, node: int) -> str:
         return self.client_urls[node]
 
+    async def role(self, node: int) -> str | None:
+        async with self.session.post(self.client_urls[node] + "/v3/maintenance/status", json={},
+                                     timeout=aiohttp.ClientTimeout(total=2)) as r:
+            st = await r.json(content_type=None)
+        return "leader" if st.get("leader") == st.get("header", {}).get("member_id") else "follower"
+
 
 CLUSTER = EtcdCluster
 

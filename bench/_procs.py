@@ -7,7 +7,9 @@ terminated, because a stopped process never handles SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,12 +104,38 @@ class Managed:
             return ""
 
 
+_LIVE: list["ProcessSet"] = []
+
+
+def install_exit_handlers() -> None:
+    """Make SIGTERM/SIGHUP exit through Python (finally blocks, atexit) and stop at
+    exit whatever a ProcessSet still runs: children live in their own sessions, so
+    nothing else would stop them if the harness were killed mid-run."""
+    def _exit(signum: int, _frame) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit)
+    def _at_exit() -> None:
+        for ps in list(_LIVE):
+            ps.stop_all()
+            if ps.remove_dir:
+                shutil.rmtree(ps.workdir, ignore_errors=True)
+
+    atexit.register(_at_exit)
+
+
 @dataclass(slots=True)
 class ProcessSet:
-    """Every process a run started; `stop_all` is called from a finally block."""
+    """Every process a run started; `stop_all` is called from a finally block
+    (and at interpreter exit for sets still live)."""
 
     workdir: Path
+    remove_dir: bool = True
     procs: list[Managed] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _LIVE.append(self)
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
               cwd: Path | None = None) -> Managed:
@@ -125,6 +153,8 @@ class ProcessSet:
         return m
 
     def stop_all(self) -> dict[str, str]:
+        if self in _LIVE:
+            _LIVE.remove(self)
         return {m.name: m.stop() for m in reversed(self.procs)}
 
     def check_alive(self) -> None:

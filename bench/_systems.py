@@ -96,6 +96,10 @@ class Cluster(ABC):
     def watch_endpoint(self, node: int) -> str:
         """What a watcher process needs to reach `node`'s push channel."""
 
+    async def role(self, node: int) -> str | None:
+        """leader/follower where the system has one (context for partition runs)."""
+        return None
+
     def pause(self, node: int) -> None:
         self.members[node].pause()
 
@@ -134,7 +138,7 @@ async def open_cluster(system: str, n: int, extra_args: list[str] | None = None,
     (kept, with logs, when `keep`)."""
     cls = cluster_class(system)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{system}-"))
-    procs = ProcessSet(tmp)
+    procs = ProcessSet(tmp, remove_dir=not keep)
     cluster = cls(n, procs, list(extra_args or []))
     try:
         try:

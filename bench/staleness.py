@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Write-to-visible latency of a replicated registry, measured at every other node.
 
-Open loop: write i is due at t0 + i/rate whatever happened to earlier writes, and
-latencies are taken from that scheduled time (a client that falls behind shows up
-as latency, not as a slower rate; `send_lag_ms` shows how far the harness lagged).
+Open loop: write i is due at t0 + i/rate whatever happened to earlier writes (each
+write is its own task, so a slow ack never delays the next send). Latencies start
+at the moment the request actually left; `send_lag_ms` (sent - due) shows how far
+the harness itself fell behind schedule (asyncio timers overshoot by ~1 ms; tens
+of ms would mean the client machine, not the system, was the bottleneck).
 Writes go round-robin over the nodes; each node is watched through its push
 channel by its own watcher process, and a write counts as visible at node j when
 j's watcher was told of it. Samples are taken only at nodes other than the writer.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _procs import install_exit_handlers  # noqa: E402
 from _stats import summarize  # noqa: E402
 from _systems import DRIVERS, Cluster, Unavailable, WriteError, cluster_class, open_cluster, \
     probe_names, write_names  # noqa: E402
@@ -50,10 +53,13 @@ async def _write(cluster: Cluster, rec: WriteRecord, timeout: float) -> None:
 
 
 async def _warm_up(cluster: Cluster, watchers: list[Watcher], probes: list[str],
-                   timeout: float) -> None:
-    """One probe per node seen by every other watcher: proves each watch channel
-    is live end to end (and warms connections) before anything is timed."""
+                   warmup: int, timeout: float) -> None:
+    """Untimed writes first (JIT, connections, caches: ZooKeeper on a cold JVM is
+    several times slower), then one probe per node that every other watcher must
+    see: proves each watch channel is live end to end before anything is timed."""
     n = cluster.n
+    for i, name in enumerate(write_names(warmup, prefix="u")):
+        await cluster.put(i % n, name, timeout)
     for j, name in enumerate(probes):
         await cluster.put(j % n, name, timeout)
     deadline = time.monotonic() + timeout
@@ -83,18 +89,18 @@ def _analyse(records: list[WriteRecord], watchers: list[Watcher]) -> dict:
             error_kinds[r.error or "unknown"] = error_kinds.get(r.error or "unknown", 0) + 1
             unacked_seen += any(r.name in w.seen for w in others)
             continue
-        ack.append((r.ack - r.due) * ms)
+        ack.append((r.ack - r.sent) * ms)
         seen = [w.seen.get(r.name) for w in others]
         for t in seen:
             if t is None:
                 missing_obs += 1
                 continue
-            visible.append((t - r.due) * ms)
+            visible.append((t - r.sent) * ms)
             stale.append((t - r.ack) * ms)
         if None in seen:
             lost += 1
         else:
-            visible_all.append((max(seen) - r.due) * ms)  # type: ignore[type-var]
+            visible_all.append((max(seen) - r.sent) * ms)  # type: ignore[type-var]
     return {
         "ack_ms": summarize(ack), "visible_ms": summarize(visible),
         "visible_all_ms": summarize(visible_all), "staleness_ms": summarize(stale),
@@ -110,7 +116,7 @@ def _analyse(records: list[WriteRecord], watchers: list[Watcher]) -> dict:
 async def measure(system: str, nodes: int, writes: int, rate: float,
                   extra_args: list[str] | None = None, drain: float = 5.0,
                   write_timeout: float = 5.0, keep: bool = False,
-                  samples: bool = False) -> dict:
+                  samples: bool = False, warmup: int = 200) -> dict:
     """One fresh cluster, warm-up, W open-loop writes, bounded drain; the result dict."""
     if nodes < 2:
         raise ValueError("need at least 2 nodes: visibility is measured at the others")
@@ -122,7 +128,7 @@ async def measure(system: str, nodes: int, writes: int, rate: float,
                 watchers.append(await Watcher.start(system, j, cluster.watch_endpoint(j),
                                                     cluster.namespace, len(probes), writes))
             await asyncio.gather(*(w.wait_ready(30) for w in watchers))
-            await _warm_up(cluster, watchers, probes, 15)
+            await _warm_up(cluster, watchers, probes, warmup, 15)
 
             names = write_names(writes)
             t0 = time.monotonic() + 0.05
@@ -148,7 +154,7 @@ async def measure(system: str, nodes: int, writes: int, rate: float,
                 await w.stop()
     result = {"system": system, "nodes": nodes, "writes": writes, "rate": rate,
               "extra_args": list(extra_args or []), "duration_s": round(duration, 3),
-              "drain_s": drain, "write_timeout_s": write_timeout,
+              "warmup_writes": warmup, "drain_s": drain, "write_timeout_s": write_timeout,
               **_analyse(records, watchers),
               "watcher_errors": {w.node: w.errors for w in watchers if w.errors
                                  and not all(e.startswith("watcher exited") for e in w.errors)}}
@@ -194,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drain", type=float, default=5.0,
                     help="max wait after the last write before unseen writes count as lost")
     ap.add_argument("--write-timeout", type=float, default=5.0)
+    ap.add_argument("--warmup", type=int, default=200, help="untimed writes before the run")
     ap.add_argument("--samples", action="store_true", help="include raw samples in the JSON")
     ap.add_argument("--keep", action="store_true", help="keep server logs (temp dir)")
     a = ap.parse_args(argv)
+    install_exit_handlers()
     if a.writes < 1 or a.rate <= 0 or a.nodes < 2:
         ap.error("need --writes >= 1, --rate > 0, --nodes >= 2")
     try:
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = [[flag, v] for v in values]
     for extra in variants:
         r = asyncio.run(measure(a.system, a.nodes, a.writes, a.rate, extra, a.drain,
-                                a.write_timeout, a.keep, a.samples))
+                                a.write_timeout, a.keep, a.samples, a.warmup))
         print_result(r)
         runs.append((extra, r))
     if a.json:

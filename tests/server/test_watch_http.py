@@ -1,0 +1,103 @@
+"""`/v1/watch`: ordered per instance, filtered by app, resumable, and slow consumers are dropped, not waited for."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+from apreg.server import feed as feed_module
+
+from .harness import LocalCluster, instance_body
+
+
+async def _events(session: aiohttp.ClientSession, url: str, count: int,
+                  headers: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    async with session.get(url, headers=headers or {}) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async for kind, data in _parse(response.content):
+            out.append((kind, data))
+            if len(out) >= count or kind == "resync":
+                break
+    return out
+
+
+async def _parse(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    kind, data = "message", ""
+    async for raw in stream:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            yield kind, json.loads(data)
+            kind, data = "message", ""
+
+
+async def _until_cancelled(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    async with session.get(url) as response:
+        async for _, data in _parse(response.content):
+            out.append(data)
+            if data["action"] == "cancel":
+                return out
+    return out
+
+
+async def test_changes_stream_in_order_per_instance_and_filtered_by_app() -> None:
+    async with LocalCluster(2) as c:
+        assert c.session is not None
+        at_writer = asyncio.create_task(_until_cancelled(c.session, c.url(0) + "/v1/watch"))
+        at_peer = asyncio.create_task(_until_cancelled(c.session, c.url(1) + "/v1/watch"))
+        only_cart = asyncio.create_task(_events(c.session, c.url(1) + "/v1/watch?app=cart", 1))
+        await asyncio.sleep(0.2)
+        await c.request(0, "POST", "/eureka/apps/cart", json_body=instance_body("cart", "c-1"))
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
+        await c.request(0, "PUT", "/eureka/apps/ORDERS/o-1/status?value=DOWN")
+        await c.request(0, "PUT", "/eureka/apps/ORDERS/o-1/metadata?k=v")
+        await c.request(0, "DELETE", "/eureka/apps/ORDERS/o-1")
+        writer_events = await asyncio.wait_for(at_writer, 5)
+        assert [(d["app"], d["action"]) for d in writer_events] == [
+            ("CART", "register"), ("ORDERS", "register"), ("ORDERS", "status"), ("ORDERS", "modify"),
+            ("ORDERS", "cancel")]
+        # A peer applies replicated state, so writes that arrive in one push show up as one change; what it
+        # shows is in write order, with growing versions, and ends with the cancel.
+        peer_orders = [d for d in await asyncio.wait_for(at_peer, 5) if d["app"] == "ORDERS"]
+        counters = [sum(d["version"].values()) for d in peer_orders]
+        assert counters == sorted(counters) and len(set(counters)) == len(counters)
+        assert peer_orders[-1]["action"] == "cancel" and peer_orders[-1]["instance"]["instanceId"] == "o-1"
+        cart = await asyncio.wait_for(only_cart, 5)
+        assert [(d["app"], d["action"]) for _, d in cart] == [("CART", "register")]
+        assert cart[0][1]["instance"]["instanceId"] == "c-1"
+
+
+async def test_resume_from_a_position_and_resync_when_history_is_gone() -> None:
+    async with LocalCluster(1) as c:
+        assert c.session is not None
+        for iid in ("a", "b", "c"):
+            await c.request(0, "POST", "/eureka/apps/svc", json_body=instance_body("svc", iid))
+        resumed = await _events(c.session, c.url(0) + "/v1/watch", 2, headers={"Last-Event-ID": "1"})
+        assert [d["instance_id"] for _, d in resumed] == ["b", "c"]
+        c.nodes[0].feed.history.popleft()  # the node no longer remembers seq 1
+        gone = await _events(c.session, c.url(0) + "/v1/watch?since=0", 1)
+        assert gone[0][0] == "resync"
+
+
+async def test_slow_consumer_is_dropped_with_resync_and_the_node_keeps_serving(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(feed_module, "SUBSCRIBER_QUEUE", 5)
+    async with LocalCluster(1) as c:
+        assert c.session is not None
+        async with c.session.get(c.url(0) + "/v1/watch") as response:
+            await response.content.readline()  # connected; now stop reading while the node keeps writing
+            await asyncio.sleep(0.1)
+            for k in range(300):
+                status, _, _ = await c.request(0, "POST", "/eureka/apps/svc",
+                                               json_body=instance_body("svc", f"i{k}"))
+                assert status == 204
+            kinds = [kind async for kind, _ in _parse(response.content)]
+        assert kinds[-1] == "resync" and kinds.count("change") <= 300
+        assert not c.nodes[0].feed.subscribers
+        assert len(await c.ids(0)) == 300
