@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Sequence
 
+from apreg.client.cli import add_commands
 from apreg.server import settings as node_settings
 from apreg.server.app import run_nodes
 
@@ -72,12 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--base-port", type=int, default=8761)
     cluster.add_argument("--log-level", default="INFO")
     cluster.set_defaults(func=_run_cluster)
-    try:
-        from apreg.client.cli import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
+    add_commands(sub)
     return parser
 
 

@@ -37,6 +37,7 @@ class RegistryClient:
     the network; when every node is down they keep answering from the last known state, and `staleness()`
     says how old it is. Registrations are renewed in the background and cancelled on `close()`.
 
+    `registries` are the nodes' base URLs (a comma-separated string works too), tried in order with failover.
     Use as `async with RegistryClient(urls) as client:`, or call `start()` and `close()` yourself.
     `clock` (monotonic seconds) and `rng` (floats in [0, 1)) are injectable for tests.
     """

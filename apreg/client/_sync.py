@@ -2,7 +2,8 @@
 
 The stream (GET /v1/watch, Server-Sent Events) delivers each change within milliseconds. Event ids are
 sequence numbers of the node that sent them, so a stream is resumed (`since` / Last-Event-ID) only at that
-node; opening one anywhere else, or being told `resync`, means a full fetch. A node without the stream gets
+node, and only if it never failed to answer since (a restarted node numbers from scratch); opening one
+anywhere else, or being told `resync`, means a full fetch. A node without the stream gets
 Eureka's way instead: poll apps/delta, apply it, and fetch everything when the reconcile hash disagrees.
 """
 from __future__ import annotations
@@ -73,8 +74,8 @@ class Syncer:
                 log.log(logging.WARNING if failures == 0 else logging.DEBUG, "registry sync failed: %s", exc)
             if progressed:
                 failures = 0
-                if polling:
-                    await asyncio.sleep(self._config.poll_interval)
+                # A jittered pause before reopening a stream keeps many clients from stampeding a node together.
+                await asyncio.sleep(self._config.poll_interval if polling else self._backoff.delay(0))
             else:
                 await asyncio.sleep(self._backoff.delay(failures))
                 failures += 1
@@ -128,6 +129,10 @@ class Syncer:
                                              timeout=self._stream_timeout)
             except NodeFailed as exc:
                 failures.append(str(exc))
+                if node.url == self._seq_node:
+                    # It may come back restarted, its sequence numbers starting over: resuming there could skip
+                    # changes, so the next stream starts fresh (with a full fetch) instead.
+                    self._seq = None
                 continue
             async with resp:
                 if resp.status != 200 or resp.content_type != "text/event-stream":

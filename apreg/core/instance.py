@@ -86,7 +86,7 @@ class InstanceInfo:
 
     def to_dict(self) -> dict[str, object]:
         """Plain types only (for msgpack); the inverse of `from_dict`."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {name: getattr(self, name) for name in _FIELD_NAMES}
         out["status"] = self.status.value
         out["overridden_status"] = self.overridden_status.value
         out["metadata"] = dict(self.metadata)
@@ -96,8 +96,7 @@ class InstanceInfo:
     @staticmethod
     def from_dict(data: Mapping[str, object]) -> "InstanceInfo":
         """Rebuild from `to_dict` output; raises KeyError/ValueError/TypeError on anything malformed."""
-        names = {f.name for f in dataclasses.fields(InstanceInfo)}
-        unknown = set(data) - names
+        unknown = data.keys() - _FIELD_SET
         if unknown:
             raise ValueError(f"unknown instance fields: {sorted(unknown)}")
         values = dict(data)
@@ -115,6 +114,10 @@ class InstanceInfo:
         if values["app"] != values["app"].upper():
             raise ValueError("app must be upper-case")
         return InstanceInfo(**values)  # type: ignore[arg-type]
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))
+_FIELD_SET = frozenset(_FIELD_NAMES)
 
 
 def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None) -> InstanceInfo:

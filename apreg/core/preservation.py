@@ -15,7 +15,7 @@ Release is bounded: once engaged the mode holds for at least `min_hold_windows` 
 nothing), and it releases as soon as renewals are back above the threshold. Instances that stay silent stop
 counting as expected once their lease has expired, so after a mass silent loss the expectation falls to what
 is still renewing, the ratio recovers, and the mode releases after at most
-`max(min_hold_windows * window, lease_duration) + window`: 5 minutes at the default 60 s window and 90 s leases
+`max(min_hold_windows * window, lease_duration) + window`: 6 minutes at the default 60 s window and 90 s leases
 (Eureka can hold for hours). Eviction then proceeds at most 15 % of the registry per pass.
 """
 from __future__ import annotations

@@ -81,7 +81,9 @@ class ChangeFeed:
 
     def since(self, seq: int) -> list[FeedEvent] | None:
         """Events after `seq`, or None when the history no longer reaches back that far."""
-        if seq >= self.seq:
+        if seq > self.seq:
+            return None  # a position from before this node restarted: its sequence started again
+        if seq == self.seq:
             return []
         if not self.history or self.history[0].seq > seq + 1:
             return None

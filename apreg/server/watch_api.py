@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
@@ -22,11 +23,13 @@ from .feed import FeedEvent, Subscription
 from .node import Node
 
 HEARTBEAT_S = 15.0
+FRAME_CACHE = 4096
 
 
 class WatchApi:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._frames: OrderedDict[int, bytes] = OrderedDict()  # rendered once, shared by every watcher
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/watch", self.watch)
@@ -76,6 +79,14 @@ class WatchApi:
                 await response.write(self._frame(event))
 
     def _frame(self, event: FeedEvent) -> bytes:
+        frame = self._frames.get(event.seq)
+        if frame is None:
+            frame = self._frames[event.seq] = self._render(event)
+            if len(self._frames) > FRAME_CACHE:
+                self._frames.popitem(last=False)
+        return frame
+
+    def _render(self, event: FeedEvent) -> bytes:
         replica = self.node.replica
         view = instance_view(replica, event.info, replica.leases.get(event.key) or Lease(),
                              DELTA_ACTIONS[event.action.value])
