@@ -43,8 +43,13 @@ class Subscription:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed = True
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(None)  # wakes the reader, which sends "resync" and closes
+            self.end()  # the reader sends "resync" and closes
+
+    def end(self) -> None:
+        """Wake the reader with the end-of-stream marker (None), dropping whatever it had not read."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 @dataclass(slots=True)
@@ -96,3 +101,8 @@ class ChangeFeed:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscribers.discard(subscription)
+
+    def close(self) -> None:
+        """End every stream (the node is shutting down)."""
+        for subscription in self.subscribers:
+            subscription.end()

@@ -33,6 +33,10 @@ class WatchApi:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/watch", self.watch)
+        app.on_shutdown.append(self._end_streams)
+
+    async def _end_streams(self, _: web.Application) -> None:
+        self.node.feed.close()
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         since = _since(request)
@@ -72,8 +76,10 @@ class WatchApi:
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            if event is None:  # overflowed: this consumer fell too far behind
-                await response.write(_resync("consumer too slow; refetch and reconnect"))
+            if event is None:  # the end: this consumer fell too far behind, or the node is stopping
+                if subscription.overflowed:
+                    await response.write(_resync("consumer too slow; refetch and reconnect"))
+                response.force_close()  # end the connection, not just the stream
                 return
             if event.seq > last:
                 await response.write(self._frame(event))

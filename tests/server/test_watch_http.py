@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -21,6 +23,7 @@ async def _events(session: aiohttp.ClientSession, url: str, count: int,
             out.append((kind, data))
             if len(out) >= count or kind == "resync":
                 break
+        response.close()  # drop the stream instead of waiting for it to end
     return out
 
 
@@ -43,7 +46,8 @@ async def _until_cancelled(session: aiohttp.ClientSession, url: str) -> list[dic
         async for _, data in _parse(response.content):
             out.append(data)
             if data["action"] == "cancel":
-                return out
+                break
+        response.close()
     return out
 
 
@@ -89,15 +93,33 @@ async def test_resume_from_a_position_and_resync_when_history_is_gone() -> None:
 async def test_slow_consumer_is_dropped_with_resync_and_the_node_keeps_serving(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(feed_module, "SUBSCRIBER_QUEUE", 5)
     async with LocalCluster(1) as c:
-        assert c.session is not None
-        async with c.session.get(c.url(0) + "/v1/watch") as response:
-            await response.content.readline()  # connected; now stop reading while the node keeps writing
-            await asyncio.sleep(0.1)
-            for k in range(300):
-                status, _, _ = await c.request(0, "POST", "/eureka/apps/svc",
-                                               json_body=instance_body("svc", f"i{k}"))
-                assert status == 204
-            kinds = [kind async for kind, _ in _parse(response.content)]
-        assert kinds[-1] == "resync" and kinds.count("change") <= 300
-        assert not c.nodes[0].feed.subscribers
-        assert len(await c.ids(0)) == 300
+        # a watcher that stops reading, with a tiny receive buffer: the node's writes back up quickly
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", c.ports[0]))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /v1/watch HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        bulky = {f"k{i}": "v" * 1000 for i in range(20)}  # ~20 KB per change event
+        started = time.monotonic()
+        for k in range(200):
+            body = instance_body("svc", f"i{k}")
+            body["instance"]["metadata"] = bulky
+            assert (await c.request(0, "POST", "/eureka/apps/svc", json_body=body))[0] == 204
+        assert time.monotonic() - started < 20  # the stuck watcher never held writes up
+        [subscription] = c.nodes[0].feed.subscribers
+        assert subscription.overflowed
+        received = await asyncio.wait_for(reader.read(), timeout=10)  # now it reads: resync, then the end
+        assert b'event: resync\ndata: {"reason": "consumer too slow; refetch and reconnect"}' in received[-200:]
+        writer.close()
+        assert len(await c.ids(0)) == 200
+        assert await eventually_empty(c)
+
+
+async def eventually_empty(c: LocalCluster) -> bool:
+    for _ in range(100):
+        if not c.nodes[0].feed.subscribers:
+            return True
+        await asyncio.sleep(0.02)
+    return False

@@ -1,0 +1,173 @@
+"""Self-preservation (I5): engage below the threshold, hold at least min_hold_windows, release within the
+documented bound after a mass silent loss, never release while live leases under-renew."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apreg.core.config import CoreConfig
+from apreg.core.instance import InstanceKey
+from apreg.core.lease import renewal_credit
+from apreg.core.preservation import SelfPreservation
+from apreg.core.replica import Replica
+from apreg.core.simnet import SimCluster
+
+from .strategies import info
+
+WINDOW = 60_000
+T0 = 3_000_000
+
+
+def test_engages_below_threshold_and_holds_for_min_hold_windows() -> None:
+    sp = SelfPreservation(WINDOW, 0.85, True, min_hold_windows=5)
+    assert not sp.update(T0, observed=170, expected=200) and not sp.active  # exactly at the threshold: fine
+    assert sp.update(T0 + 1, observed=169, expected=200) and sp.active and not sp.allows_eviction
+    assert sp.last.threshold == 170.0 and sp.last.renewals_in_window == 169
+    assert not sp.update(T0 + 1 + 5 * WINDOW - 1, observed=200, expected=200) and sp.active  # recovered, held
+    assert sp.update(T0 + 1 + 5 * WINDOW, observed=200, expected=200) and not sp.active
+    assert sp.transitions == 2
+
+
+def test_never_releases_while_renewals_stay_low() -> None:
+    sp = SelfPreservation(WINDOW, 0.85, True, min_hold_windows=5)
+    for minute in range(30):
+        sp.update(T0 + minute * WINDOW, observed=100, expected=200)
+        assert sp.active
+    assert sp.transitions == 1
+
+
+def test_disabled_never_engages_and_no_expectation_never_engages() -> None:
+    off = SelfPreservation(WINDOW, 0.85, enabled=False)
+    assert not off.update(T0, 0, 200) and not off.active
+    empty = SelfPreservation(WINDOW, 0.85)
+    assert not empty.update(T0, 0, 0.0) and not empty.active
+
+
+def test_renewal_credit_is_flat_while_renewing_and_falls_within_a_window_once_silent() -> None:
+    """Observed renewals count as coverage: 2 per 60 s window at 30 s renewals whatever the phase."""
+    for since_renewal in (0, 10_000, 29_999, 30_000):
+        assert renewal_credit(T0 + since_renewal, T0, T0 - 600_000, WINDOW, 30_000) == 2.0
+    assert renewal_credit(T0 + 45_000, T0, T0 - 600_000, WINDOW, 30_000) == 1.5
+    assert renewal_credit(T0 + 90_000, T0, T0 - 600_000, WINDOW, 30_000) == 0.0
+    assert renewal_credit(T0 + 30_000, T0, T0, WINDOW, 30_000) == 1.0  # young: prorated like the expectation
+
+
+# ----- a replica under concrete renewal schedules ---------------------------------------------------------------
+
+@dataclass
+class Fleet:
+    """One replica and `size` instances renewing every `period_ms`, phases spread evenly."""
+
+    replica: Replica
+    size: int
+    period_ms: int
+    alive: set[int]
+
+    @staticmethod
+    def start(size: int, period_ms: int, config: CoreConfig | None = None) -> "Fleet":
+        replica = Replica("a", "1", config or CoreConfig())
+        for i in range(size):
+            replica.register(info(f"i-{i}"), T0)
+        return Fleet(replica, size, period_ms, set(range(size)))
+
+    def run(self, start: int, end: int, step: int = 500, eviction_every: int = 60_000) -> list[tuple[int, bool]]:
+        """Drive renewals and timers from `start` to `end`; returns (time, active) at every step."""
+        trace = []
+        for now in range(start, end, step):
+            for i in self.alive:
+                if (now - T0 - i * self.period_ms // self.size) % self.period_ms < step and now > T0:
+                    assert self.replica.renew(InstanceKey("SVC", f"i-{i}"), now)
+            if (now - T0) % eviction_every < step:
+                evicted = self.replica.evict(now)
+                assert not any(int(k.instance_id[2:]) in self.alive for k in evicted), "evicted a live one"
+            else:
+                self.replica.update_preservation(now)
+            trace.append((now, self.replica.preservation.active))
+        return trace
+
+
+def test_steady_renewals_never_engage() -> None:
+    fleet = Fleet.start(100, 30_000)
+    assert not any(active for _, active in fleet.run(T0, T0 + 10 * WINDOW))
+
+
+def test_mass_silent_loss_engages_then_releases_within_the_documented_bound() -> None:
+    """85 of 100 instances die silently. The bound (preservation.py): release after at most
+    max(min_hold_windows * window, lease_duration) + window, then eviction at most 15 % per pass."""
+    config = CoreConfig()
+    fleet = Fleet.start(100, 30_000, config)
+    fleet.run(T0, T0 + 3 * WINDOW)
+    loss = T0 + 3 * WINDOW
+    fleet.alive = set(range(85, 100))
+    trace = fleet.run(loss, loss + 30 * WINDOW)  # 15 % per pass of what is left: ~20 passes drain 85
+    engaged = next(t for t, active in trace if active)
+    released = next(t for t, active in trace if t > engaged and not active)
+    bound = max(config.min_hold_windows * config.renewal_window_ms, config.lease_duration_ms) + WINDOW
+    assert engaged - loss < WINDOW
+    assert released - engaged >= config.min_hold_windows * WINDOW  # a short partition would have lost nothing
+    assert released - loss <= bound, f"released {(released - loss) / 1000} s after the loss, bound {bound / 1000} s"
+    assert fleet.replica.counters.evictions == 85  # the dead are gone (15 % per pass), the living all stayed
+    visible = {info.instance_id for info, _ in fleet.replica.instances()}
+    assert visible == {f"i-{i}" for i in range(85, 100)}
+
+
+def test_never_releases_while_live_leases_under_renew() -> None:
+    """Instances renew every 80 s on a 30 s contract: leases (90 s) stay live, coverage stays near 75 % of the
+    expectation, so the mode engages and never releases, and nothing is evicted."""
+    fleet = Fleet.start(100, 80_000)
+    trace = fleet.run(T0, T0 + 20 * WINDOW)
+    engaged = next(t for t, active in trace if active)
+    assert all(active for t, active in trace if t >= engaged)
+    assert fleet.replica.counters.evictions == 0 and fleet.replica.preservation.transitions == 1
+
+
+# ----- I5 in a simulated cluster --------------------------------------------------------------------------------
+
+SHORT = CoreConfig(renewal_interval_ms=500, lease_duration_ms=1_500, renewal_window_ms=3_000)
+
+
+def renew_all(cluster: SimCluster, home: str, keys: list[InstanceKey]) -> None:
+    for key in keys:
+        assert cluster.node(home).renew(key, cluster.local_ms(home))
+    cluster.after_write(home)
+
+
+def test_i5_cut_off_node_stops_evicting_then_resumes_after_recovery() -> None:
+    """c is cut off from the node its 20 instances renew at: its renewals collapse, it engages and evicts
+    nothing although every lease has expired there; after the heal renewals recover, it releases after the
+    hold, and eviction resumes: an instance that then really stops is evicted everywhere."""
+    cluster = SimCluster(("a", "b", "c"), seed=7, config=SHORT)
+    keys = [InstanceKey("SVC", f"i-{i}") for i in range(20)]
+    for key in keys:
+        cluster.node("a").register(info(key.instance_id), cluster.local_ms("a"))
+    cluster.after_write("a")
+    for _ in range(40):  # 10 s of steady renewals: nobody engages
+        cluster.run(250)
+        renew_all(cluster, "a", keys)
+    assert not any(r.preservation.active for r in cluster.replicas.values())
+
+    c = cluster.node("c")
+    cluster.partition({"a", "b"}, {"c"})
+    for _ in range(40):  # 10 s cut off: shorter than the 15 s hold
+        cluster.run(250)
+        renew_all(cluster, "a", keys)
+        assert c.counters.evictions == 0
+    assert c.preservation.active and c.preservation.transitions == 1
+    assert all(c.leases[k].expired(cluster.local_ms("c"), SHORT.lease_duration_ms) for k in keys)
+
+    cluster.heal()
+    released_at = None
+    for _ in range(60):  # renewals recover; after the hold the mode releases
+        cluster.run(250)
+        renew_all(cluster, "a", keys)
+        if released_at is None and not c.preservation.active:
+            released_at = cluster.now_ms
+    assert released_at is not None and c.preservation.transitions == 2
+    assert c.counters.evictions == 0 and all(c.visible(k) is not None for k in keys)
+
+    silent, living = keys[0], keys[1:]
+    for _ in range(16):  # 4 s: `silent` stops renewing, its lease (1.5 s) runs out, eviction has resumed
+        cluster.run(250)
+        renew_all(cluster, "a", living)
+    for replica in cluster.replicas.values():
+        assert replica.visible(silent) is None and all(replica.visible(k) is not None for k in living)
+        assert not replica.preservation.active
