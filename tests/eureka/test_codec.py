@@ -752,6 +752,6 @@ def test_round_trip(fmt: str, record: InstanceInfo, action: str | None) -> None:
 def test_applications_xml_is_always_readable_by_py_eureka_client(records: list[InstanceInfo]) -> None:
     views = [InstanceView(r, lease_of(r)) for r in records]
     root = ET.fromstring(render_applications(views, 1, reconcile_hashcode(r.status for r in records), "xml"))
-    instances_read = [read_like_py_eureka_client(i) for i in root.iter("instance")]
+    instances_read = [read_like_py_eureka_client(i) for i in root.findall("application/instance")]
     assert len(instances_read) == len(records)
     assert sorted(a.findtext("name") or "" for a in root.findall("application")) == sorted({r.app for r in records})

@@ -117,3 +117,25 @@ async def _field(c: LocalCluster, node: int, iid: str, name: str, value: str) ->
 
 async def _metadata(c: LocalCluster, node: int, iid: str, key: str, value: str) -> bool:
     return (await _instance(c, node, iid)).get("metadata", {}).get(key) == value
+
+
+async def test_status_and_metrics_report_conflicts_and_self_preservation() -> None:
+    async with LocalCluster(2) as c:
+        status = json.loads((await c.request(0, "GET", "/v1/status"))[1])
+        assert {"node_id", "in_sync", "peers", "instances", "self_preservation", "conflicts"} <= set(status)
+        assert {"active", "renewals_in_window", "expected", "threshold"} <= set(status["self_preservation"])
+        # a concurrent write: both nodes change the same instance while cut off from each other
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
+        assert await eventually(lambda: _has(c, 1, "o-1"))
+        c.isolate({0})
+        await c.request(0, "PUT", "/eureka/apps/ORDERS/o-1/metadata?side=a")
+        await c.request(1, "PUT", "/eureka/apps/ORDERS/o-1/metadata?side=b")
+        c.heal()
+
+        async def settled() -> bool:
+            docs = [json.loads((await c.request(n, "GET", "/eureka/apps/ORDERS/o-1"))[1]) for n in range(2)]
+            return docs[0]["instance"]["metadata"] == docs[1]["instance"]["metadata"]
+        assert await eventually(settled)
+        text = (await c.request(0, "GET", "/v1/metrics"))[1].decode()
+        conflicts = sum([json.loads((await c.request(n, "GET", "/v1/status"))[1])["conflicts"] for n in range(2)])
+        assert conflicts >= 1 and "apreg_conflicts " in text and "apreg_self_preservation_active 0" in text
