@@ -34,7 +34,8 @@ def status_document(node: Node) -> dict[str, Any]:
         "url": node.settings.url,
         "in_sync": replica.synced,
         "peers": [{"url": link.url, "reachable": link.reachable, "replica_id": replica.peers[link.url].replica,
-                   "failures": link.failures, "last_error": link.last_error} for link in node.links.values()],
+                   "failures": link.failures, "last_error": link.last_error, "sent": link.sent}
+                  for link in node.links.values()],
         "instances": sum(1 for _ in replica.instances()),
         "self_preservation": {"active": sp.active, "enabled": replica.preservation.enabled,
                               "renewals_in_window": round(sp.renewals_in_window, 2), "expected": round(sp.expected, 2),

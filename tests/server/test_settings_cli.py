@@ -1,0 +1,108 @@
+"""`apreg serve` / `apreg cluster` as a user runs them, and how settings combine (file < environment < flags)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from apreg.server import settings
+
+from .harness import free_port
+
+APREG = [sys.executable, "-m", "apreg"]
+
+
+def test_flags_override_environment_which_overrides_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[apreg]\nport = 9999\nrenewal-window = 3.5\nsecret = "from-file"\npeers = ["http://a:1/"]\n')
+    loaded = settings.load({"port": 1234, "renewal_window": None}, str(config), environ={"APREG_SECRET": "env"})
+    assert (loaded.port, loaded.renewal_window, loaded.secret, loaded.peers) == (1234, 3.5, "env", ("http://a:1",))
+    assert loaded.core_config().renewal_window_ms == 3500
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"renewal_threshold": 1.5}, "renewal-threshold"),
+    ({"lease_duration": 0}, "lease-duration"),
+    ({"fanout": -1}, "fanout"),
+])
+def test_impossible_settings_are_refused_with_the_flag_named(flags: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        settings.load(flags)
+
+
+def test_unknown_keys_in_the_config_file_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("evicton-interval = 5\n")
+    with pytest.raises(ValueError, match="evicton-interval"):
+        settings.load({}, str(config))
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.loads(response.read())
+
+
+def _wait_for(url: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_serve_logs_its_url_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*APREG, "serve", "--port", str(port), "--node-id", "solo"], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        assert _wait_for(f"http://127.0.0.1:{port}/v1/status")["node_id"] == "solo"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"listening on http://127.0.0.1:{port}" in log.read_text()
+
+
+@pytest.mark.slow
+def test_cluster_starts_wired_peers_and_stops_on_sigint() -> None:
+    base = free_port()
+    while any(_busy(base + i) for i in range(2)):
+        base = free_port()
+    proc = subprocess.Popen([*APREG, "cluster", "--nodes", "2", "--base-port", str(base)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split()[2:] == [f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"]
+        status = _wait_for(f"http://127.0.0.1:{base + 1}/v1/status")
+        assert [p["url"] for p in status["peers"]] == [f"http://127.0.0.1:{base}"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_flag_value_exits_with_a_message() -> None:
+    result = subprocess.run([*APREG, "serve", "--renewal-threshold", "7"], capture_output=True, text=True,
+                            timeout=30, env={**os.environ})
+    assert result.returncode == 2 and "renewal-threshold" in result.stderr
+
+
+def _busy(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
