@@ -2,7 +2,6 @@
 through their `/v1/watch` Server-Sent Events stream."""
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -11,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 
-from _http import iter_lines
-from _procs import free_ports, wait_until
-from _systems import APP, Cluster, Emit, WriteError, instance_body
+from _http import HttpCluster, iter_lines
+from _procs import free_ports
+from _systems import APP, Emit, instance_body
 
 JSON = {"Accept": "application/json"}
 
@@ -34,7 +33,7 @@ def instance_ids(payload: dict) -> list[str]:
     return [i.get("instanceId", "") for i in inst]
 
 
-class ApregCluster(Cluster):
+class ApregCluster(HttpCluster):
     system = "apreg"
 
     @classmethod
@@ -58,37 +57,18 @@ class ApregCluster(Cluster):
                     "--node-id", f"n{i + 1}", *(["--peers", peers] if peers else []),
                     *self.extra_args]
             self.members.append(self.procs.spawn(f"n{i + 1}", argv))
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
+        self.open_session()
 
-        async def up() -> bool:
-            self.procs.check_alive()
-            for url in self.urls:
-                async with self.session.get(url + "/eureka/apps", headers=JSON,
-                                            timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status != 200:
-                        return False
-            return True
+        async def up(node: int) -> bool:
+            async with self.session.get(self.urls[node] + "/eureka/apps", headers=JSON,
+                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return r.status == 200
 
-        await wait_until(up, 60, 0.1, "apreg nodes answering GET /eureka/apps")
-
-    async def close(self) -> None:
-        if getattr(self, "session", None):
-            await self.session.close()
+        await self.wait_serving(up, 60, 0.1, "apreg nodes answering GET /eureka/apps")
 
     async def put(self, node: int, name: str, timeout: float) -> float:
-        url = f"{self.urls[node]}/eureka/apps/{APP}"
-        try:
-            async with self.session.post(url, json=instance_body(self.namespace + name),
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                await r.read()
-                t = time.monotonic()
-                if r.status not in (200, 204):
-                    raise WriteError(f"HTTP {r.status}")
-                return t
-        except asyncio.TimeoutError:
-            raise WriteError("timeout") from None
-        except aiohttp.ClientError as exc:
-            raise WriteError(type(exc).__name__) from None
+        return await self.post_write(f"{self.urls[node]}/eureka/apps/{APP}",
+                                     instance_body(self.namespace + name), (200, 204), timeout)
 
     async def read_names(self, node: int, timeout: float) -> set[str]:
         return await read_app(self.session, self.urls[node], self.namespace, timeout)

@@ -2,17 +2,15 @@
 aiohttp, as in anchors-measured.md: no grpc client needed, same HTTP stack as apreg."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import shutil
-import time
 
 import aiohttp
 
-from _http import iter_lines
-from _procs import free_ports, wait_until
-from _systems import Cluster, Emit, WriteError, instance_bytes
+from _http import HttpCluster, iter_lines
+from _procs import free_ports
+from _systems import Emit, instance_bytes
 
 
 def _b64(s: str | bytes) -> str:
@@ -25,7 +23,7 @@ def _prefix_end(prefix: str) -> str:
     return _b64(b[:-1] + bytes([b[-1] + 1]))
 
 
-class EtcdCluster(Cluster):
+class EtcdCluster(HttpCluster):
     system = "etcd"
 
     @classmethod
@@ -51,37 +49,18 @@ class EtcdCluster(Cluster):
                 *self.extra_args,
             ]
             self.members.append(self.procs.spawn(f"e{i + 1}", argv))
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
+        self.open_session()
 
-        async def healthy() -> bool:
-            self.procs.check_alive()
-            for url in self.client_urls:
-                async with self.session.get(url + "/health",
-                                            timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status != 200 or (await r.json(content_type=None)).get("health") != "true":
-                        return False
-            return True
+        async def healthy(node: int) -> bool:
+            async with self.session.get(self.client_urls[node] + "/health",
+                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return r.status == 200 and (await r.json(content_type=None)).get("health") == "true"
 
-        await wait_until(healthy, 60, 0.1, "etcd members healthy")
-
-    async def close(self) -> None:
-        if getattr(self, "session", None):
-            await self.session.close()
+        await self.wait_serving(healthy, 60, 0.1, "etcd members healthy")
 
     async def put(self, node: int, name: str, timeout: float) -> float:
         body = {"key": _b64(self.namespace + name), "value": _b64(instance_bytes(name))}
-        try:
-            async with self.session.post(self.client_urls[node] + "/v3/kv/put", json=body,
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                await r.read()
-                t = time.monotonic()
-                if r.status != 200:
-                    raise WriteError(f"HTTP {r.status}")
-                return t
-        except asyncio.TimeoutError:
-            raise WriteError("timeout") from None
-        except aiohttp.ClientError as exc:
-            raise WriteError(type(exc).__name__) from None
+        return await self.post_write(self.client_urls[node] + "/v3/kv/put", body, (200,), timeout)
 
     async def read_names(self, node: int, timeout: float) -> set[str]:
         # serializable: this member's local store, i.e. what it would show a client.

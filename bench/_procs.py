@@ -157,6 +157,14 @@ class ProcessSet:
             _LIVE.remove(self)
         return {m.name: m.stop() for m in reversed(self.procs)}
 
+    def print_log_tails(self, lines: int = 15) -> None:
+        """Print the end of each started process's log: after a failed run it is
+        usually the only clue why, and the logs may be deleted right after."""
+        for m in self.procs:
+            tail = m.tail(lines)
+            if tail:
+                print(f"--- {m.name} log tail ---\n{tail}", flush=True)
+
     def check_alive(self) -> None:
         for m in self.procs:
             if not m.alive():

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
-from _procs import ProcessSet
+from _procs import ProcessSet, wait_until
 
 # system name -> driver module (imported lazily: a missing client library only
 # disables its own system).
@@ -96,6 +96,20 @@ class Cluster(ABC):
     def watch_endpoint(self, node: int) -> str:
         """What a watcher process needs to reach `node`'s push channel."""
 
+    async def wait_serving(self, member_ready: Callable[[int], Awaitable[bool]],
+                           timeout: float, interval: float, what: str) -> None:
+        """Poll until `member_ready(node)` holds for every member. Each round first
+        checks that every process is still running, so a server that exited shows
+        up (with its log tail) in the timeout error instead of a bare timeout."""
+        async def all_ready() -> bool:
+            self.procs.check_alive()
+            for node in range(self.n):
+                if not await member_ready(node):
+                    return False
+            return True
+
+        await wait_until(all_ready, timeout, interval, what)
+
     async def role(self, node: int) -> str | None:
         """leader/follower where the system has one (context for partition runs)."""
         return None
@@ -127,6 +141,21 @@ def cluster_class(system: str) -> type[Cluster]:
     return cls
 
 
+def skip_if_unavailable(system: str, json_path: Path | None = None) -> dict | None:
+    """If `system` cannot run here, print why and return (and write to `json_path`)
+    a {"system", "skipped"} record, so that a run over every system notes the gap
+    rather than failing; None if it can run."""
+    try:
+        cluster_class(system)
+    except Unavailable as exc:
+        print(f"skipped: {exc}", flush=True)
+        skipped = {"system": system, "skipped": str(exc)}
+        if json_path:
+            json_path.write_text(json.dumps(skipped, indent=2))
+        return skipped
+    return None
+
+
 def watch_function(system: str) -> WatchFn:
     return driver_module(system).watch
 
@@ -144,10 +173,7 @@ async def open_cluster(system: str, n: int, extra_args: list[str] | None = None,
         try:
             await cluster.start()
         except BaseException:
-            for m in procs.procs:
-                tail = m.tail(15)
-                if tail:
-                    print(f"--- {m.name} log tail ---\n{tail}", flush=True)
+            procs.print_log_tails()
             raise
         yield cluster
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kazoo.client import KazooClient, KazooState
 
-from _procs import free_ports, wait_until
+from _procs import free_ports
 from _systems import Cluster, Emit, WriteError, instance_bytes
 
 # kazoo logs every reconnect attempt at WARNING; during a partition that is
@@ -82,12 +82,10 @@ class ZkCluster(Cluster):
                     "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(d / "zoo.cfg")]
             self.members.append(self.procs.spawn(f"zk{i + 1}", argv))
 
-        async def serving() -> bool:
-            self.procs.check_alive()
-            modes = [await srvr_mode(p) for p in self.client_ports]
-            return all(m in ("leader", "follower") for m in modes)
+        async def serving(node: int) -> bool:
+            return await srvr_mode(self.client_ports[node]) in ("leader", "follower")
 
-        await wait_until(serving, 90, 0.2, "zookeeper ensemble serving")
+        await self.wait_serving(serving, 90, 0.2, "zookeeper ensemble serving")
         self.root = _root(self.namespace)
         self.clients = [KazooClient(hosts=f"127.0.0.1:{p}", timeout=10) for p in self.client_ports]
         for c in self.clients:

@@ -19,15 +19,13 @@ import partition  # noqa: E402
 import staleness  # noqa: E402
 from _procs import install_exit_handlers  # noqa: E402
 from _stats import cdf_points  # noqa: E402
-from _systems import DRIVERS, Unavailable, cluster_class  # noqa: E402
+from _systems import DRIVERS, skip_if_unavailable  # noqa: E402
 
 
 def run_system(system: str, a: argparse.Namespace) -> dict:
-    try:
-        cluster_class(system)
-    except Unavailable as exc:
-        print(f"skipped: {exc}", flush=True)
-        return {"system": system, "skipped": str(exc)}
+    skipped = skip_if_unavailable(system)
+    if skipped:
+        return skipped
     out: dict = {"system": system}
     print(f"== {system}: staleness ({a.writes} writes at {a.rate}/s, {a.nodes} nodes)", flush=True)
     try:

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _procs import install_exit_handlers, wait_until  # noqa: E402
-from _systems import DRIVERS, Cluster, Unavailable, WriteError, cluster_class, open_cluster, \
-    probe_names, write_names  # noqa: E402
+from _systems import DRIVERS, Cluster, WriteError, open_cluster, probe_names, \
+    skip_if_unavailable, write_names  # noqa: E402
 
 NODES = 3
 KEEP = 0            # the node left running
@@ -142,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     install_exit_handlers()
     if a.writes < 1:
         ap.error("--writes must be >= 1")
-    try:
-        cluster_class(a.system)
-    except Unavailable as exc:
-        print(f"skipped: {exc}")
-        if a.json:
-            a.json.write_text(json.dumps({"system": a.system, "skipped": str(exc)}, indent=2))
+    if skip_if_unavailable(a.system, a.json):
         return 0
     r = asyncio.run(measure(a.system, a.writes, a.write_timeout, a.heal_timeout, keep=a.keep))
     print_result(r)

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _procs import install_exit_handlers  # noqa: E402
 from _stats import summarize  # noqa: E402
-from _systems import DRIVERS, Cluster, Unavailable, WriteError, cluster_class, open_cluster, \
-    probe_names, write_names  # noqa: E402
+from _systems import DRIVERS, Cluster, WriteError, open_cluster, probe_names, \
+    skip_if_unavailable, write_names  # noqa: E402
 from _watch import Watcher  # noqa: E402
 
 
@@ -207,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     install_exit_handlers()
     if a.writes < 1 or a.rate <= 0 or a.nodes < 2:
         ap.error("need --writes >= 1, --rate > 0, --nodes >= 2")
-    try:
-        cluster_class(a.system)
-    except Unavailable as exc:
-        print(f"skipped: {exc}")
-        if a.json:
-            a.json.write_text(json.dumps({"system": a.system, "skipped": str(exc)}, indent=2))
+    if skip_if_unavailable(a.system, a.json):
         return 0
 
     runs: list[tuple[list[str], dict]] = []

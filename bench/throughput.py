@@ -165,10 +165,7 @@ def measure(a: argparse.Namespace) -> dict:
                       f"(p50 {r['register']['latency_ms']['p50']} ms, err {r['register']['errors']})  "
                       f"load {la}", flush=True)
     except BaseException:
-        for m in procs.procs:
-            tail = m.tail(15)
-            if tail:
-                print(f"--- {m.name} log tail ---\n{tail}", flush=True)
+        procs.print_log_tails()
         raise
     finally:
         result["stopped"] = procs.stop_all()
