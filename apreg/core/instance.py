@@ -1,14 +1,16 @@
 """Instance records as Eureka's InstanceInfo describes them, and the status rules applied to them.
 
 `InstanceInfo` is immutable: a versioned write produces a new one, which is what lets records be shared between
-the registry, the change feed and the delta window without copying.
+the registry, the change feed and the delta window without copying. For the same reason every instance without
+metadata shares one empty read-only mapping (`EMPTY`) instead of holding an empty dict of its own.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 
 class Status(str, Enum):
@@ -27,9 +29,19 @@ DEFAULT_DATA_CENTER_CLASS = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterI
 SELF_REPORTED_WINS = frozenset({Status.DOWN, Status.STARTING, Status.UNKNOWN})
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class InstanceKey:
-    """The identity of an instance: app names are case-insensitive, so the app is stored upper-case."""
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, str]:
+    return EMPTY
+
+
+class InstanceKey(NamedTuple):
+    """The identity of an instance: app names are case-insensitive, so the app is stored upper-case.
+
+    A NamedTuple: every replicated record is looked up by key in several dicts, and a tuple's hash and equality
+    run in C (a dataclass's generated ones run Python code per lookup).
+    """
 
     app: str
     instance_id: str
@@ -60,11 +72,11 @@ class InstanceInfo:
     country_id: int = 1
     data_center_class: str = DEFAULT_DATA_CENTER_CLASS
     data_center_name: str = "MyOwn"
-    data_center_metadata: Mapping[str, str] = field(default_factory=dict)
+    data_center_metadata: Mapping[str, str] = field(default_factory=_empty)
     renewal_interval_s: float | None = None
     lease_duration_s: float | None = None
     service_up_timestamp: int = 0
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=_empty)
     app_group_name: str | None = None
     home_page_url: str | None = None
     status_page_url: str | None = None
@@ -108,6 +120,7 @@ class InstanceInfo:
                 isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
             ):
                 raise TypeError(f"{name} must map strings to strings")
+            values[name] = mapping or EMPTY
         for name in ("app", "instance_id", "host_name", "ip_addr"):
             if not isinstance(values.get(name), str) or not values[name]:
                 raise ValueError(f"{name} must be a non-empty string")
@@ -133,6 +146,8 @@ def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None) -> I
     if status not in SELF_REPORTED_WINS and override is not Status.UNKNOWN:
         status = override
     up_since = existing.service_up_timestamp if existing is not None else incoming.service_up_timestamp
+    if (status, override, up_since) == (incoming.status, incoming.overridden_status, incoming.service_up_timestamp):
+        return incoming  # the common case: nothing to resolve, so no copy
     return incoming.replace(status=status, overridden_status=override, service_up_timestamp=up_since)
 
 

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Callable, Iterator, Mapping
 
 from .changelog import ChangeLog, Page
-from .clock import ClockSkewError, HybridClock
+from .clock import ZERO, ClockSkewError, HybridClock
 from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
@@ -83,6 +83,7 @@ class Replica:
     changes: list[Change] = field(default_factory=list)
     outbox: list[Outgoing] = field(default_factory=list)
     synced: bool = False
+    replica_id: str = field(init=False)  # node id + incarnation: the id in version vectors, stamps and messages
     clock: HybridClock = field(init=False)
     preservation: SelfPreservation = field(init=False)
     peers: dict[str, PeerState] = field(init=False)
@@ -95,15 +96,12 @@ class Replica:
     _preservation_due: int = 0
 
     def __post_init__(self) -> None:
+        self.replica_id = f"{self.node_id}~{self.incarnation}"
         self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
         self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
                                              self.config.self_preservation, self.config.min_hold_windows)
         self.peers = {name: PeerState() for name in self.peer_names}
         self.synced = not self.peer_names
-
-    @property
-    def replica_id(self) -> str:
-        return f"{self.node_id}~{self.incarnation}"
 
     # ----- reads -------------------------------------------------------------------------------------------
 
@@ -132,9 +130,10 @@ class Replica:
 
     def register(self, info: InstanceInfo, now_ms: int) -> Record:
         """A (re-)registration: a versioned write that also starts the lease."""
-        current = self.visible(info.key)
-        record = self._write(info.key, resolve_register(info, current.info if current else None), now_ms)
-        self._renew(info.key, now_ms)
+        key = info.key
+        current = self.visible(key)
+        record = self._write(key, resolve_register(info, current.info if current else None), now_ms)
+        self._renew(key, now_ms)
         return record
 
     def cancel(self, key: InstanceKey, now_ms: int) -> bool:
@@ -174,9 +173,11 @@ class Replica:
         return True
 
     def _write(self, key: InstanceKey, info: InstanceInfo | None, now_ms: int) -> Record:
+        """A versioned write: it follows the key's current record in vector, clock and epoch (see record.py)."""
         previous = self.records.get(key)
         vv = advance(previous.vv if previous else {}, self.replica_id)
-        record = Record(key, info, vv, self.clock.tick(now_ms))
+        epoch = previous.rank[0] if previous is not None else ZERO
+        record = Record(key, info, vv, self.clock.tick(now_ms), epoch)
         self._store(record, previous, now_ms, source="")
         return record
 
@@ -220,7 +221,8 @@ class Replica:
             self.changes.append(Change(key, action, record, now_ms, info))
 
     def _apply_record(self, incoming: Record, now_ms: int, sender: str) -> bool:
-        if incoming.info is not None and incoming.info.key != incoming.key:
+        info, key = incoming.info, incoming.key
+        if info is not None and (info.app != key.app or info.instance_id != key.instance_id):
             self.counters.rejected_items += 1
             return False
         try:
@@ -228,11 +230,12 @@ class Replica:
         except ClockSkewError:
             self.counters.rejected_items += 1
             return False
-        previous = self.records.get(incoming.key)
+        previous = self.records.get(key)
         merged = merge(previous, incoming)
         self.counters.conflicts += merged.conflict
         if merged.changed:
-            self._store(merged.record, previous, now_ms, source=sender if merged.record == incoming else "")
+            as_sent = merged.record is incoming or merged.record == incoming  # `is` first: == compares content
+            self._store(merged.record, previous, now_ms, source=sender if as_sent else "")
         return True
 
     def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str) -> bool:
@@ -338,8 +341,13 @@ class Replica:
             state.pushed = self.log.head
             return None
         delta = self._delta(page, state.pushed, state.replica, now_ms)
+        if not delta.records and not delta.renewals:
+            # Nothing the peer lacks (it sent us all of it). Do not move `pushed`: the next push then starts where
+            # the peer's watermark of us stands and covers this range too, so the watermark keeps up instead of
+            # stalling at a gap that only a full anti-entropy page would close.
+            return None
         state.pushed = page.upto
-        return Push(delta) if delta.records or delta.renewals else None
+        return Push(delta)
 
     def anti_entropy(self) -> Outgoing | None:
         """A digest for the next peer in turn: a constant-size request when the two are in sync."""

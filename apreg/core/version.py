@@ -1,4 +1,5 @@
-"""Version vectors: replica id -> counter of that replica's writes to one key."""
+"""Version vectors: replica id -> counter of that replica's writes to one key (counters are positive: a replica
+that has not written the key is absent, and the wire codec refuses anything else)."""
 from __future__ import annotations
 
 from enum import Enum
@@ -16,8 +17,17 @@ class Order(Enum):
 
 def compare(left: VersionVector, right: VersionVector) -> Order:
     """Causal order of two vectors (missing entries count as 0)."""
-    left_bigger = any(count > right.get(replica, 0) for replica, count in left.items())
-    right_bigger = any(count > left.get(replica, 0) for replica, count in right.items())
+    if left == right:  # the common case (the same record again), settled by one C-level comparison
+        return Order.EQUAL
+    left_bigger = right_bigger = False
+    for replica, count in left.items():  # plain loops: `any()` over a generator costs twice as much here
+        if count > right.get(replica, 0):
+            left_bigger = True
+            break
+    for replica, count in right.items():
+        if count > left.get(replica, 0):
+            right_bigger = True
+            break
     if left_bigger and right_bigger:
         return Order.CONCURRENT
     if left_bigger:

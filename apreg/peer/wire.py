@@ -66,8 +66,8 @@ def _decode_body(kind: MessageType, body: Any) -> Message:
 
 def _delta(delta: Delta) -> list[Any]:
     return [delta.sender, delta.base, delta.upto,
-            [[r.key.app, r.key.instance_id, None if r.info is None else r.info.to_dict(), dict(r.vv), list(r.stamp)]
-             for r in delta.records],
+            [[r.key.app, r.key.instance_id, None if r.info is None else r.info.to_dict(), dict(r.vv), list(r.stamp),
+              list(r.epoch)] for r in delta.records],
             [[u.key.app, u.key.instance_id, list(u.renewed), u.age_ms] for u in delta.renewals]]
 
 
@@ -82,14 +82,14 @@ def _undelta(body: Any) -> Delta:
 
 
 def _record(item: Any) -> Record:
-    app, instance_id, info, vv, stamp = _fields(item, 5)
+    app, instance_id, info, vv, stamp, epoch = _fields(item, 6)
     key = InstanceKey(_str(app), _str(instance_id))
     if not isinstance(vv, dict) or not all(isinstance(k, str) and _int(v) > 0 for k, v in vv.items()):
         raise WireError("version vector must map replica ids to positive counters")
     decoded = None if info is None else InstanceInfo.from_dict(_map(info))
     if decoded is not None and decoded.key != key:
         raise WireError("record key does not match its instance")
-    return Record(key, decoded, vv, _stamp(stamp))
+    return Record(key, decoded, vv, _stamp(stamp), _stamp(epoch))
 
 
 def _renewal(item: Any) -> RenewalUpdate:

@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from apreg.core.clock import Timestamp
+from apreg.core.clock import ZERO, Timestamp
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
 from apreg.core.messages import Delta, Push
@@ -28,8 +28,12 @@ def info(instance_id: str = "i-1", host: str = "h1", status: Status = Status.UP,
 
 
 def state(record: Record | None) -> tuple[Any, ...] | None:
-    """What replicas must agree on: content, vector and stamp (a Record's vv may be any Mapping)."""
-    return None if record is None else (record.key, record.info, dict(record.vv), record.stamp)
+    """What replicas must agree on: content, vector and rank (a Record's vv may be any Mapping).
+
+    The rank (epoch, stamp) rather than the raw `epoch` field: a tombstone's epoch field is unused (its rank is
+    its own stamp), so arbitrary records that differ only there are the same state, and merge may keep either.
+    """
+    return None if record is None else (record.key, record.info, dict(record.vv), record.rank)
 
 
 infos = st.builds(
@@ -40,7 +44,8 @@ infos = st.builds(
 )
 stamps = st.builds(Timestamp, st.integers(0, 3), st.integers(0, 2), st.sampled_from(REPLICAS))
 vectors = st.dictionaries(st.sampled_from(REPLICAS), st.integers(1, 3), max_size=3)
-records = st.builds(Record, st.just(KEY), st.none() | infos, vectors, stamps)
+epochs = st.just(ZERO) | stamps  # any stamp, even one after the record's own (no honest replica makes those)
+records = st.builds(Record, st.just(KEY), st.none() | infos, vectors, stamps, epochs)
 
 
 # ----- causal histories driven through Replica objects ----------------------------------------------------------
@@ -52,6 +57,10 @@ class History:
     replicas: list[Replica]
     produced: list[Record] = field(default_factory=list)  # every record any replica stored, in order
     writes: list[tuple[Record, list[Record]]] = field(default_factory=list)  # (write, records its node held)
+    # Each live write's registration (the stamp of the register that started its lineage; a status or metadata
+    # change continues the lineage of the record it changed), and each cancel's replaced registration.
+    lineage: dict[Timestamp, Timestamp] = field(default_factory=dict)
+    cancels: list[tuple[Record, Timestamp]] = field(default_factory=list)
 
 
 def push(sender: Replica, record: Record) -> Push:
@@ -88,6 +97,7 @@ def histories(draw: st.DrawFn, max_ops: int = 30) -> History:
                 seen[i].append(record)
         else:
             held = list(seen[i])
+            before = node.records.get(KEY)
             kind = draw(st.sampled_from(["register", "cancel", "status", "metadata"]))
             ok = True
             if kind == "cancel":
@@ -98,8 +108,17 @@ def histories(draw: st.DrawFn, max_ops: int = 30) -> History:
                 ok = node.update_metadata(KEY, {"v": str(draw(st.integers(0, 3)))}, local)
             if kind == "register" or not ok:
                 node.register(info(host=draw(st.sampled_from(["h1", "h2", "h3"]))), local)
-            history.writes.append((node.records[KEY], held))
-            seen[i].append(node.records[KEY])
+            write = node.records[KEY]
+            history.writes.append((write, held))
+            seen[i].append(write)
+            if write.info is None:
+                assert before is not None
+                history.cancels.append((write, history.lineage[before.stamp]))
+            elif kind in ("status", "metadata") and ok:
+                assert before is not None
+                history.lineage[write.stamp] = history.lineage[before.stamp]
+            else:
+                history.lineage[write.stamp] = write.stamp
         record = node.records.get(KEY)
         if record is not None and (not history.produced or history.produced[-1] is not record):
             history.produced.append(record)

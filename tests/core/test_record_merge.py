@@ -1,8 +1,8 @@
-"""record.merge: a join (commutative, associative, idempotent) whose winner agrees with causality.
+"""record.merge: a join (commutative, associative, idempotent) whose winner agrees with causality and with I3.
 
-The algebraic laws are checked over arbitrary records, including ones no honest replica produces (equal stamps
-with different content, dominance against the stamp order), because the merge must still converge on them.
-Causality is checked over histories produced by real Replicas.
+The algebraic laws are checked over arbitrary records, including ones no honest replica produces (equal ranks
+with different content, dominance against the rank order, epochs after their own stamp), because the merge must
+still converge on them. Causality and no-resurrection are checked over histories produced by real Replicas.
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from functools import reduce
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apreg.core.clock import Timestamp
+from apreg.core.clock import ZERO, Timestamp
+from apreg.core.instance import Status
 from apreg.core.record import Record, merge
 from apreg.core.version import Order, compare
 
@@ -41,12 +42,13 @@ def test_merge_is_idempotent(a: Record, b: Record) -> None:
 
 
 @given(records, records)
-def test_merged_vector_is_pointwise_max_and_stamp_is_max(a: Record, b: Record) -> None:
+def test_merged_vector_is_pointwise_max_and_rank_is_max(a: Record, b: Record) -> None:
     merged = m(a, b)
     replicas = set(a.vv) | set(b.vv)
     assert dict(merged.vv) == {r: max(a.vv.get(r, 0), b.vv.get(r, 0)) for r in replicas}
-    assert merged.stamp == max(a.stamp, b.stamp)
-    assert merged.info in (a.info, b.info)
+    assert merged.rank == max(a.rank, b.rank)
+    winners = [r for r in (a, b) if r.rank == merged.rank]
+    assert any((merged.info, merged.stamp, merged.epoch) == (r.info, r.stamp, r.epoch) for r in winners)
 
 
 @given(st.lists(records, min_size=1, max_size=6), st.data())
@@ -65,7 +67,7 @@ def test_any_delivery_order_duplication_or_grouping_gives_the_same_record(batch:
 
 def test_concurrent_conflict_sets_joined_vector() -> None:
     a = Record(KEY, info(host="a"), {"a~1": 1}, Timestamp(100, 0, "a~1"))
-    b = Record(KEY, None, {"b~1": 1}, Timestamp(99, 5, "b~1"))
+    b = Record(KEY, info(host="b"), {"b~1": 1}, Timestamp(99, 5, "b~1"))  # same epoch: the later stamp wins
     out = merge(a, b)
     assert out.conflict and out.changed
     assert out.record.info == a.info and dict(out.record.vv) == {"a~1": 1, "b~1": 1}
@@ -79,6 +81,20 @@ def test_equal_stamps_break_on_replica_id() -> None:
     assert m(a, b).info == b.info and m(b, a).info == b.info
 
 
+def test_cancel_beats_a_concurrent_later_stamped_change_but_not_a_registration_that_followed_it() -> None:
+    """I3 at the record level: the change was made to the registration the cancel replaced."""
+    registered = Timestamp(100, 0, "a~1")
+    cancel = Record(KEY, None, {"a~1": 2}, Timestamp(200, 0, "a~1"), ZERO)
+    change = Record(KEY, info(status=Status.OUT_OF_SERVICE), {"a~1": 1, "b~1": 1}, Timestamp(900, 0, "b~1"), ZERO)
+    assert change.stamp > cancel.stamp and registered < cancel.stamp
+    for out in (merge(cancel, change), merge(change, cancel)):
+        assert out.conflict and out.record.is_tombstone and out.record.stamp == cancel.stamp
+        assert dict(out.record.vv) == {"a~1": 2, "b~1": 1}
+    again = Record(KEY, info(host="again"), {"a~1": 3, "b~1": 1}, Timestamp(300, 0, "b~1"), cancel.stamp)
+    for local in (cancel, change, m(cancel, change)):
+        assert m(local, again).info == again.info and m(again, local).info == again.info
+
+
 # ----- causality, over histories produced by Replicas -----------------------------------------------------------
 
 @given(histories())
@@ -88,17 +104,29 @@ def test_a_causally_later_write_wins(history: History) -> None:
         for earlier in held:
             assert compare(write.vv, earlier.vv) is Order.AFTER
             for winner in (m(earlier, write), m(write, earlier)):
-                assert (winner.info, winner.stamp) == (write.info, write.stamp)
+                assert (winner.info, winner.stamp, winner.epoch) == (write.info, write.stamp, write.epoch)
 
 
 @given(histories())
-def test_vector_dominance_implies_greater_stamp(history: History) -> None:
-    """What record.py relies on: if a's vector dominates b's, a's stamp is greater -- or equal when a is b's
-    write with a vector enlarged by a later join (same content), so picking by stamp never contradicts it."""
+def test_vector_dominance_implies_greater_rank(history: History) -> None:
+    """What record.py relies on: if a's vector dominates b's, a's rank is greater -- or equal when a is b's
+    write with a vector enlarged by a later join (same content), so picking by rank never contradicts it."""
     for a in history.produced:
         for b in history.produced:
             if compare(a.vv, b.vv) is Order.AFTER:
-                assert a.stamp > b.stamp or (a.stamp == b.stamp and a.info == b.info)
+                assert a.rank > b.rank or (a.rank == b.rank and a.stamp == b.stamp and a.info == b.info)
+
+
+@given(histories())
+def test_a_cancel_beats_every_change_to_the_registration_it_replaced(history: History) -> None:
+    """I3 over real histories: whatever the clocks, no status or metadata change to a cancelled registration
+    (made before the cancel or concurrently, at a node that had not heard of it) wins over the cancel."""
+    for cancel, replaced in history.cancels:
+        for write, _ in history.writes:
+            if write.info is not None and history.lineage[write.stamp] == replaced:
+                assert compare(write.vv, cancel.vv) is not Order.AFTER  # nobody changes what it saw cancelled
+                for winner in (m(cancel, write), m(write, cancel)):
+                    assert winner.is_tombstone and winner.stamp == cancel.stamp
 
 
 @given(histories())
@@ -109,6 +137,6 @@ def test_replicas_that_exchanged_everything_agree(history: History) -> None:
     if not present:
         return
     expected = state(reduce(m, present[1:], present[0]))
-    assert expected is not None and expected[3] == max(f.stamp for f in present)
+    assert expected is not None and expected[3] == max(f.rank for f in present)
     for f in present:
         assert state(reduce(m, present, f)) == expected

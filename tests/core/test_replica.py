@@ -1,6 +1,8 @@
 """Replica behaviour and deterministic SimCluster scenarios for the invariants with concrete times."""
 from __future__ import annotations
 
+import pytest
+
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey, Status
 from apreg.core.messages import Delta, Push
@@ -131,6 +133,71 @@ def test_i3_cancel_is_not_resurrected_by_the_stale_side() -> None:
     cluster.run(100)
     assert all(r.visible(K) is not None and r.visible(K).info.host_name == "again"  # type: ignore[union-attr]
                for r in cluster.replicas.values())
+
+
+def cancel_during_partition(change: str) -> tuple[SimCluster, Record, Record]:
+    """The instance is registered everywhere; then a cancels it while cut off from b, whose clock is ahead and
+    which, not having heard of the cancel, writes `change` ("status", "metadata" or "register") to it. Returns
+    the cluster (still partitioned), the tombstone and b's write, which is stamped later than the tombstone."""
+    cluster = SimCluster(("a", "b", "c"), seed=7, config=SHORT, skew_ms={"a": -400, "b": 900})
+    cluster.node("a").register(info(), cluster.local_ms("a"))
+    cluster.after_write("a")
+    cluster.run(200)
+    assert all(r.visible(K) is not None for r in cluster.replicas.values())
+    cluster.partition({"a", "c"}, {"b"})
+    a, b = cluster.node("a"), cluster.node("b")
+    assert a.cancel(K, cluster.local_ms("a"))
+    cluster.after_write("a")
+    cluster.run(50)
+    if change == "status":
+        assert b.set_status(K, Status.OUT_OF_SERVICE, cluster.local_ms("b"))
+    elif change == "metadata":
+        assert b.update_metadata(K, {"v": "9"}, cluster.local_ms("b"))
+    else:
+        b.register(info(host="b-side"), cluster.local_ms("b"))
+    cluster.after_write("b")
+    tombstone, written = a.records[K], b.records[K]
+    assert tombstone.is_tombstone and written.stamp > tombstone.stamp  # b's clock is ahead: a later stamp
+    return cluster, tombstone, written
+
+
+def settle(cluster: SimCluster) -> None:
+    cluster.heal()
+    cluster.run(3 * cluster.anti_entropy_ms)
+
+
+@pytest.mark.parametrize("change", ["status", "metadata", "register"])
+def test_i3_cancel_beats_a_concurrent_write_from_a_node_that_had_not_heard_of_it(change: str) -> None:
+    """Even stamped later (b's clock is ahead), a status or metadata change to the cancelled registration, or a
+    registration made without having seen the cancel, loses to it on every node; b's client then gets 404 on
+    its heartbeat and re-registers, and that registration, made after the cancel, wins everywhere."""
+    cluster, tombstone, _ = cancel_during_partition(change)
+    settle(cluster)
+    for replica in cluster.replicas.values():
+        record = replica.records[K]
+        assert record.is_tombstone and record.stamp == tombstone.stamp and replica.visible(K) is None
+    b = cluster.node("b")
+    assert not b.renew(K, cluster.local_ms("b"))
+    again = b.register(info(host="again"), cluster.local_ms("b"))
+    cluster.after_write("b")
+    cluster.run(100)
+    for replica in cluster.replicas.values():
+        visible = replica.visible(K)
+        assert visible is not None and state(visible) == state(again)
+        assert visible.info.host_name == "again" and visible.info.status is Status.UP  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("change", ["status", "metadata"])
+def test_i3_a_registration_after_the_cancel_wins_over_the_cancel_and_the_concurrent_change(change: str) -> None:
+    cluster, tombstone, written = cancel_during_partition(change)
+    a = cluster.node("a")
+    again = a.register(info(host="again"), cluster.local_ms("a"))  # still stamped before b's change
+    cluster.after_write("a")
+    assert tombstone.stamp < again.stamp < written.stamp
+    settle(cluster)
+    for replica in cluster.replicas.values():
+        assert state(replica.visible(K)) == state(a.records[K])
+        assert a.records[K].stamp == again.stamp and a.records[K].info == again.info
 
 
 def test_i4_instances_renewing_on_each_side_survive_a_long_partition() -> None:
