@@ -29,7 +29,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--no-self-preservation", dest="self_preservation", action="store_const", const=False,
         help="evict expired leases even when renewals collapse")
     add("--anti-entropy-interval", type=float, help="seconds between digest exchanges with a peer (1)")
-    add("--push-window", type=float, help="seconds to coalesce writes before an eager push (0.002)")
+    add("--push-window", type=float, help="extra seconds to coalesce writes before an eager push; with 0, writes that arrive while a push is in flight still go out together in the next one (0)")
     add("--fanout", type=int, help="peers per eager push; 0 = all (0)")
     add("--tombstone-ttl", type=float, help="seconds a cancel is remembered: the longest partition that cannot "
                                            "resurrect a cancelled instance (86400)")

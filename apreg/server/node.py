@@ -90,7 +90,11 @@ class Node:
         changes = self.replica.take_changes()
         if changes:
             self.feed.publish(changes)
-        if not self._flush_pending and self.links:
+        if not self.links or self._flush_pending:
+            return
+        if self.settings.push_window <= 0:
+            self._flush()  # the pushers wake now; what piles up while a push is in flight goes in the next one
+        else:
             self._flush_pending = True
             asyncio.get_running_loop().call_later(self.settings.push_window, self._flush)
 

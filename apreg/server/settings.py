@@ -29,7 +29,7 @@ class NodeSettings:
     renewal_window: float = 60.0
     self_preservation: bool = True
     anti_entropy_interval: float = 1.0  # LAN preset
-    push_window: float = 0.002  # coalesce eager pushes for at most this long
+    push_window: float = 0.0  # extra wait to coalesce eager pushes; 0: only what piles up during a push in flight
     fanout: int = 0  # peers per eager push; 0 = all (anti-entropy still reaches every peer in turn)
     secret: str | None = None  # HMAC key for peer messages
     max_body_bytes: int = 1024 * 1024  # client request bodies above this get 413
