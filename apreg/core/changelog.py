@@ -41,10 +41,18 @@ class _Index:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    record_keys: list[InstanceKey]
-    renewal_keys: list[InstanceKey]
+    records: list[tuple[int, InstanceKey]]  # (sequence, key), oldest first
+    renewals: list[tuple[int, InstanceKey]]
     upto: int  # every change in (since, upto] is in this page
     more: bool
+
+    @property
+    def record_keys(self) -> list[InstanceKey]:
+        return [key for _, key in self.records]
+
+    @property
+    def renewal_keys(self) -> list[InstanceKey]:
+        return [key for _, key in self.renewals]
 
 
 @dataclass(slots=True)
@@ -75,4 +83,5 @@ class ChangeLog:
         if more:
             entries = entries[:limit]
         upto = entries[-1][0] if more else self.head
-        return Page([k for _, kind, k in entries if kind == 0], [k for _, kind, k in entries if kind == 1], upto, more)
+        return Page([(seq, k) for seq, kind, k in entries if kind == 0],
+                    [(seq, k) for seq, kind, k in entries if kind == 1], upto, more)

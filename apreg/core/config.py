@@ -18,6 +18,7 @@ class CoreConfig:
     tombstone_ttl_ms: int = 24 * 3600 * 1000  # the longest partition that cannot resurrect a cancel
     max_clock_skew_ms: int = 60_000  # remote timestamps further ahead than this are rejected
     max_batch_items: int = 2000  # records + renewals per anti-entropy page or push
+    direct_window_ms: int = 5_000  # a replica heard from within this long needs no forwarded copies of its writes
 
     def __post_init__(self) -> None:
         if self.renewal_interval_ms <= 0 or self.lease_duration_ms <= 0 or self.renewal_window_ms <= 0:

@@ -25,17 +25,23 @@ class RenewalUpdate:
     key: InstanceKey
     renewed: Timestamp
     age_ms: int
+    seq: int = 0  # its position in the sender's change log (0: unknown, use the delta's upto)
 
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """All of the sender's changes with log sequence in (base, upto], except those the receiver itself sent."""
+    """All of the sender's changes with log sequence in (base, upto], except those the receiver itself sent and
+    those `covered` names: changes that came from a replica the receiver hears from directly, up to that
+    replica's log sequence. The receiver credits the range only once it holds those from their source."""
 
     sender: str  # replica id (node id + incarnation)
     base: int
     upto: int
     records: tuple[Record, ...]
     renewals: tuple[RenewalUpdate, ...]
+    record_seqs: tuple[int, ...] = ()  # each record's position in the sender's log (empty: unknown)
+    covered: tuple[tuple[str, int], ...] = ()  # (source replica, its log sequence) left out of this delta
+    direct: tuple[str, ...] = ()  # replicas the sender hears from directly: peers need not forward theirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,7 @@ class Digest:
     head: int  # the requester's own log head, so the answer can say how far behind the responder is
     expect: str  # the responder replica id that `since` refers to ("" if unknown: start from 0)
     since: int
+    holds: tuple[tuple[str, int], ...] = ()  # the requester's watermarks: what it holds from each replica
     type: MessageType = MessageType.DIGEST
 
 

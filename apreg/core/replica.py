@@ -25,6 +25,9 @@ from .record import Record, merge
 from .version import advance
 
 
+MAX_UNCREDITED = 64  # deltas per sender waiting to be credited to its watermark
+
+
 class Action(str, Enum):
     """What a change did to the visible registry, as the change feed and Eureka's delta report it."""
 
@@ -88,8 +91,12 @@ class Replica:
     preservation: SelfPreservation = field(init=False)
     peers: dict[str, PeerState] = field(init=False)
     watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
-    _record_source: dict[InstanceKey, str] = field(default_factory=dict)
-    _renewal_source: dict[InstanceKey, str] = field(default_factory=dict)
+    # Where the current record / renewal of a key came from: (sender replica, its log sequence for it).
+    _record_source: dict[InstanceKey, tuple[str, int]] = field(default_factory=dict)
+    _renewal_source: dict[InstanceKey, tuple[str, int]] = field(default_factory=dict)
+    _heard_ms: dict[str, int] = field(default_factory=dict)  # replica id -> when a delta from it last arrived
+    _peer_direct: dict[str, frozenset[str]] = field(default_factory=dict)  # what each peer hears directly
+    _uncredited: dict[str, list[tuple[int, int, tuple[tuple[str, int], ...]]]] = field(default_factory=dict)
     _tombstoned_at: dict[InstanceKey, int] = field(default_factory=dict)
     _next_peer: int = 0
     _flushed_head: int = 0
@@ -178,7 +185,7 @@ class Replica:
         vv = advance(previous.vv if previous else {}, self.replica_id)
         epoch = previous.rank[0] if previous is not None else ZERO
         record = Record(key, info, vv, self.clock.tick(now_ms), epoch)
-        self._store(record, previous, now_ms, source="")
+        self._store(record, previous, now_ms, source=None)
         return record
 
     def _renew(self, key: InstanceKey, now_ms: int) -> None:
@@ -192,7 +199,7 @@ class Replica:
 
     # ----- applying state ----------------------------------------------------------------------------------
 
-    def _store(self, record: Record, previous: Record | None, now_ms: int, source: str) -> None:
+    def _store(self, record: Record, previous: Record | None, now_ms: int, source: tuple[str, int] | None) -> None:
         key = record.key
         self.records[key] = record
         self.log.note_record(key)
@@ -220,7 +227,7 @@ class Replica:
         if action is not None and info is not None:
             self.changes.append(Change(key, action, record, now_ms, info))
 
-    def _apply_record(self, incoming: Record, now_ms: int, sender: str) -> bool:
+    def _apply_record(self, incoming: Record, now_ms: int, source: tuple[str, int]) -> bool:
         info, key = incoming.info, incoming.key
         if info is not None and (info.app != key.app or info.instance_id != key.instance_id):
             self.counters.rejected_items += 1
@@ -235,10 +242,10 @@ class Replica:
         self.counters.conflicts += merged.conflict
         if merged.changed:
             as_sent = merged.record is incoming or merged.record == incoming  # `is` first: == compares content
-            self._store(merged.record, previous, now_ms, source=sender if as_sent else "")
+            self._store(merged.record, previous, now_ms, source=source if as_sent else None)
         return True
 
-    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str) -> bool:
+    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, source: tuple[str, int]) -> bool:
         try:
             self.clock.observe(update.renewed, now_ms)
         except ClockSkewError:
@@ -255,7 +262,7 @@ class Replica:
         lease.anchor_ms = max(lease.anchor_ms, now_ms - age)
         self.counters.renewals_replicated += 1
         self.log.note_renewal(key)
-        self._renewal_source[key] = sender
+        self._renewal_source[key] = source
         record = self.records.get(key)
         if lease.evicted and record is not None and record.info is not None:
             lease.evicted = False  # it renewed somewhere after we evicted it: it comes back
@@ -264,11 +271,39 @@ class Replica:
         return True
 
     def _apply_delta(self, delta: Delta, now_ms: int) -> None:
+        sender = delta.sender
+        self._heard_ms[sender] = now_ms
+        self._peer_direct[sender] = frozenset(delta.direct)
         # Renewals first, so a record arriving in the same delta finds its lease clock already set.
-        accepted = all([self._apply_renewal(u, now_ms, delta.sender) for u in delta.renewals])
-        accepted = all([self._apply_record(r, now_ms, delta.sender) for r in delta.records]) and accepted
-        if accepted and self.watermarks.get(delta.sender, 0) >= delta.base:
-            self.watermarks[delta.sender] = max(self.watermarks.get(delta.sender, 0), delta.upto)
+        accepted = all([self._apply_renewal(u, now_ms, (sender, u.seq or delta.upto)) for u in delta.renewals])
+        seqs = delta.record_seqs or (delta.upto,) * len(delta.records)
+        accepted = all([self._apply_record(r, now_ms, (sender, seq))
+                        for r, seq in zip(delta.records, seqs)]) and accepted
+        if accepted:
+            self._credit(sender, delta.base, delta.upto, delta.covered)
+
+    def _credit(self, sender: str, base: int, upto: int, covered: tuple[tuple[str, int], ...]) -> None:
+        """Move the sender's watermark over (base, upto] once it is contiguous and we hold what it left out.
+
+        Deltas that cannot be credited yet (one before them is missing, or their source's own push has not
+        arrived) wait, a bounded number per sender; whatever falls off is repaired by anti-entropy.
+        """
+        waiting = self._uncredited.setdefault(sender, [])
+        waiting.append((base, upto, covered))
+        del waiting[:-MAX_UNCREDITED]
+        progressed = True
+        while progressed:
+            progressed = False
+            for replica, entries in self._uncredited.items():
+                mark = self.watermarks.get(replica, 0)
+                for entry in sorted(entries):
+                    start, end, left_out = entry
+                    if end <= mark:
+                        entries.remove(entry)
+                    elif start <= mark and all(self.watermarks.get(s, 0) >= seq for s, seq in left_out):
+                        self.watermarks[replica] = mark = end
+                        entries.remove(entry)
+                        progressed = True
 
     # ----- replication -------------------------------------------------------------------------------------
 
@@ -283,8 +318,8 @@ class Replica:
         if isinstance(message, Digest):
             since = message.since if message.expect == self.replica_id else 0
             page = self.log.since(since, self.config.max_batch_items)
-            return DigestReply(self._delta(page, since, message.sender, now_ms), page.more,
-                               self.watermarks.get(message.sender, 0))
+            delta = self._delta(page, since, message.sender, now_ms, holds=dict(message.holds))
+            return DigestReply(delta, page.more, self.watermarks.get(message.sender, 0))
         self._apply_digest_reply(message, now_ms, peer)
         return None
 
@@ -300,21 +335,48 @@ class Replica:
             self.synced = True
         if reply.your_watermark < self.log.head:
             page = self.log.since(reply.your_watermark, self.config.max_batch_items)
-            self.outbox.append(Outgoing(peer, Push(self._delta(page, reply.your_watermark, state.replica, now_ms))))
+            delta = self._delta(page, reply.your_watermark, state.replica, now_ms)
+            self.outbox.append(Outgoing(peer, Push(delta)))
 
     def digest_for(self, peer: str) -> Digest:
         """Ask `peer` for what follows our watermark of it (everything, if we do not know its replica yet)."""
         expect = self.peers[peer].replica
         since = self.watermarks.get(expect, 0) if expect else 0
-        return Digest(self.replica_id, self.log.head, expect, since)
+        return Digest(self.replica_id, self.log.head, expect, since, tuple(sorted(self.watermarks.items())))
 
-    def _delta(self, page: Page, base: int, receiver: str, now_ms: int) -> Delta:
-        """The page as a Delta for `receiver`, leaving out what the receiver itself sent us."""
-        records = tuple(self.records[k] for k in page.record_keys if self._record_source.get(k) != receiver)
+    def _delta(self, page: Page, base: int, receiver: str, now_ms: int, direct: frozenset[str] = frozenset(),
+               holds: Mapping[str, int] | None = None) -> Delta:
+        """The page as a Delta for `receiver`, leaving out what the receiver itself sent us, what it says it
+        holds (`holds`, from its digest), and what came from replicas it hears directly (`direct`, for eager
+        pushes: their own pushes bring it, so a full mesh carries each change once, while a receiver cut off from
+        the source still gets it through us). What is left out is named in `covered`, and the receiver credits
+        the range only once it holds those changes, so a source that dies mid-push loses nothing: anti-entropy,
+        which never leaves out on the strength of `direct`, fills the gap."""
+        holds = holds or {}
+        covered: dict[str, int] = {}
+
+        def wanted(source: tuple[str, int] | None) -> bool:
+            if source is None:
+                return True
+            replica, seq = source
+            if replica == receiver:
+                return False
+            if replica in direct or holds.get(replica, 0) >= seq:
+                covered[replica] = max(covered.get(replica, 0), seq)
+                return False
+            return True
+
+        records = [(seq, k) for seq, k in page.records if wanted(self._record_source.get(k))]
         leases = self.leases
-        renewals = tuple(RenewalUpdate(k, leases[k].renewed, now_ms - leases[k].anchor_ms)
-                         for k in page.renewal_keys if self._renewal_source.get(k) != receiver)
-        return Delta(self.replica_id, base, page.upto, records, renewals)
+        renewals = tuple(RenewalUpdate(k, leases[k].renewed, now_ms - leases[k].anchor_ms, seq)
+                         for seq, k in page.renewals if wanted(self._renewal_source.get(k)))
+        return Delta(self.replica_id, base, page.upto, tuple(self.records[k] for _, k in records), renewals,
+                     tuple(seq for seq, _ in records), tuple(sorted(covered.items())), self._direct(now_ms))
+
+    def _direct(self, now_ms: int) -> tuple[str, ...]:
+        """Replicas whose deltas reached us recently, i.e. that do not need others to forward to us."""
+        window = self.config.direct_window_ms
+        return tuple(sorted(r for r, at in self._heard_ms.items() if now_ms - at < window))
 
     def flush(self, now_ms: int) -> list[Outgoing]:
         """Eager push of everything changed since the last flush (the shell calls this after a few ms)."""
@@ -340,7 +402,8 @@ class Replica:
         if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
             state.pushed = self.log.head
             return None
-        delta = self._delta(page, state.pushed, state.replica, now_ms)
+        delta = self._delta(page, state.pushed, state.replica, now_ms,
+                            direct=self._peer_direct.get(state.replica, frozenset()))
         if not delta.records and not delta.renewals:
             # Nothing the peer lacks (it sent us all of it). Do not move `pushed`: the next push then starts where
             # the peer's watermark of us stands and covers this range too, so the watermark keeps up instead of

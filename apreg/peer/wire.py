@@ -27,7 +27,7 @@ def encode(message: Message) -> bytes:
     if isinstance(message, Push):
         body: Any = _delta(message.delta)
     elif isinstance(message, Digest):
-        body = [message.sender, message.head, message.expect, message.since]
+        body = [message.sender, message.head, message.expect, message.since, [list(p) for p in message.holds]]
     else:
         body = [_delta(message.delta), message.more, message.your_watermark]
     return msgpack.packb({"v": WIRE_VERSION, "t": int(message.type), "b": body}, use_bin_type=True)
@@ -56,8 +56,8 @@ def _decode_body(kind: MessageType, body: Any) -> Message:
     if kind is MessageType.PUSH:
         return Push(_undelta(body))
     if kind is MessageType.DIGEST:
-        sender, head, expect, since = _fields(body, 4)
-        return Digest(_str(sender), _int(head), _str(expect), _int(since))
+        sender, head, expect, since, holds = _fields(body, 5)
+        return Digest(_str(sender), _int(head), _str(expect), _int(since), _pairs(holds))
     delta, more, watermark = _fields(body, 3)
     if not isinstance(more, bool):
         raise WireError("more must be a boolean")
@@ -68,17 +68,23 @@ def _delta(delta: Delta) -> list[Any]:
     return [delta.sender, delta.base, delta.upto,
             [[r.key.app, r.key.instance_id, None if r.info is None else r.info.to_dict(), dict(r.vv), list(r.stamp),
               list(r.epoch)] for r in delta.records],
-            [[u.key.app, u.key.instance_id, list(u.renewed), u.age_ms] for u in delta.renewals]]
+            [[u.key.app, u.key.instance_id, list(u.renewed), u.age_ms, u.seq] for u in delta.renewals],
+            list(delta.record_seqs), [list(p) for p in delta.covered], list(delta.direct)]
 
 
 def _undelta(body: Any) -> Delta:
-    sender, base, upto, records, renewals = _fields(body, 5)
+    sender, base, upto, records, renewals, record_seqs, covered, direct = _fields(body, 8)
     if not isinstance(records, list) or not isinstance(renewals, list):
         raise WireError("records and renewals must be lists")
     if len(records) > MAX_ITEMS or len(renewals) > MAX_ITEMS:
         raise WireError("too many items in one frame")
+    if not isinstance(record_seqs, list) or len(record_seqs) not in (0, len(records)):
+        raise WireError("record_seqs must give one sequence per record")
+    if not isinstance(direct, list) or len(direct) > MAX_ITEMS:
+        raise WireError("direct must be a list of replica ids")
     return Delta(_str(sender), _int(base), _int(upto), tuple(_record(r) for r in records),
-                 tuple(_renewal(u) for u in renewals))
+                 tuple(_renewal(u) for u in renewals), tuple(_int(q) for q in record_seqs), _pairs(covered),
+                 tuple(_str(r) for r in direct))
 
 
 def _record(item: Any) -> Record:
@@ -93,8 +99,15 @@ def _record(item: Any) -> Record:
 
 
 def _renewal(item: Any) -> RenewalUpdate:
-    app, instance_id, stamp, age = _fields(item, 4)
-    return RenewalUpdate(InstanceKey(_str(app), _str(instance_id)), _stamp(stamp), _int(age))
+    app, instance_id, stamp, age, seq = _fields(item, 5)
+    return RenewalUpdate(InstanceKey(_str(app), _str(instance_id)), _stamp(stamp), _int(age), _int(seq))
+
+
+def _pairs(value: Any) -> tuple[tuple[str, int], ...]:
+    """A list of [replica id, sequence] pairs (watermarks, covered ranges)."""
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        raise WireError("expected a list of [replica, sequence] pairs")
+    return tuple((_str(replica), _int(seq)) for replica, seq in (_fields(p, 2) for p in value))
 
 
 def _stamp(value: Any) -> Timestamp:
