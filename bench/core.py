@@ -26,6 +26,7 @@ from apreg.core.config import CoreConfig  # noqa: E402
 from apreg.core.instance import InstanceInfo, InstanceKey  # noqa: E402
 from apreg.core.messages import Delta, Digest, DigestReply, Message, Push  # noqa: E402
 from apreg.core.record import merge  # noqa: E402
+from apreg.server.app import tune_garbage_collector  # noqa: E402
 from apreg.core.replica import Replica  # noqa: E402
 
 try:
@@ -97,6 +98,9 @@ def exchange(requester: Replica, responder: Replica, now: int) -> tuple[Digest, 
     return digest, reply
 
 
+DEFAULT_GC_THRESHOLDS = gc.get_threshold()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=100_000)
@@ -136,6 +140,15 @@ def main() -> None:
         profile = cProfile.Profile()
         profile.runcall(lambda: receive_all(c, pushes, now))
         pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+
+    with_server_gc = Replica("b2", "1", config, ("a",))
+    tune_garbage_collector()
+    elapsed = timed(lambda: receive_all(with_server_gc, pushes, now))
+    print(f"merge via Replica.receive (new keys, collector tuned as `apreg serve` does): {n / elapsed:,.0f} "
+          f"records/s ({elapsed:.2f} s)")
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+    del with_server_gc
 
     rival = populated("r", n, config, (), host="rival")  # concurrent writes to every key, later stamps
     rival_pushes = pages(rival, config)
