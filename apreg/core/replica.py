@@ -304,6 +304,8 @@ class Replica:
                         self.watermarks[replica] = mark = end
                         entries.remove(entry)
                         progressed = True
+        for replica in [r for r, entries in self._uncredited.items() if not entries]:
+            del self._uncredited[replica]
 
     # ----- replication -------------------------------------------------------------------------------------
 
@@ -466,11 +468,14 @@ class Replica:
         return [key for _, key, _ in victims]
 
     def collect_garbage(self, now_ms: int) -> int:
-        """Forget tombstones, and instances evicted here, once they are older than the tombstone TTL."""
+        """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL."""
         ttl = self.config.tombstone_ttl_ms
         doomed = [k for k, at in self._tombstoned_at.items() if now_ms - at >= ttl]
         doomed += [k for k, lease in self.leases.items()
                    if lease.evicted and now_ms - lease.anchor_ms >= ttl and k not in self._tombstoned_at]
+        for replica in [r for r, at in self._heard_ms.items() if now_ms - at >= ttl]:
+            del self._heard_ms[replica]  # old incarnations and long-gone peers
+            self._peer_direct.pop(replica, None)
         for key in doomed:
             self.records.pop(key, None)
             self.leases.pop(key, None)
