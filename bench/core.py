@@ -148,7 +148,6 @@ def main() -> None:
           f"records/s ({elapsed:.2f} s)")
     gc.unfreeze()
     gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
-    del with_server_gc
 
     rival = populated("r", n, config, (), host="rival")  # concurrent writes to every key, later stamps
     rival_pushes = pages(rival, config)
@@ -162,7 +161,7 @@ def main() -> None:
     same = [(r, r) for r in a.records.values()]
     elapsed = timed(lambda: [merge(local, incoming) for local, incoming in same])
     print(f"raw record.merge (identical, the anti-entropy common case): {n / elapsed:,.0f} merges/s")
-    del rival, rival_pushes, pairs, same
+    rival = rival_pushes = pairs = same = None  # free the memory before the anti-entropy figures
 
     # ----- anti-entropy: in sync and 1 % out of sync -----
     b = Replica("b", "1", config, ("a",))

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from apreg.core.clock import ClockSkewError, HybridClock, Timestamp
 from apreg.core.config import CoreConfig
 from apreg.core.messages import Delta, Push
-from apreg.core.record import Record
 from apreg.core.replica import Replica
 from apreg.core.simnet import SimCluster
 
