@@ -9,7 +9,7 @@ from typing import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from .errors import REJECTS, json_errors
+from .errors import json_errors
 from .eureka_api import EurekaApi
 from .node import Node
 from .peer_api import PeerApi
@@ -18,7 +18,6 @@ from .status_api import StatusApi
 from .watch_api import WatchApi
 
 log = logging.getLogger("apreg.node")
-NODE = web.AppKey("node", Node)
 
 
 def build_app(node: Node) -> web.Application:
@@ -28,10 +27,8 @@ def build_app(node: Node) -> web.Application:
     def count_reject() -> None:
         node.rejected.client += 1
 
-    app = web.Application(middlewares=[json_errors, peer_api.authenticate],
+    app = web.Application(middlewares=[json_errors(count_reject), peer_api.authenticate],
                           client_max_size=node.settings.max_peer_body_bytes)
-    app[NODE] = node
-    app[REJECTS] = count_reject
     for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node)):
         api.add_routes(app)
 

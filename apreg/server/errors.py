@@ -11,7 +11,7 @@ from apreg.eureka.codec import CodecError
 log = logging.getLogger("apreg.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REJECTS = web.AppKey("rejects", object)  # set by the app: a callable counting rejected client requests
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:
@@ -28,21 +28,25 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn codec errors and aiohttp's HTTP errors into JSON error bodies, and count every client error."""
-    count = request.app[REJECTS]
-    try:
-        response = await handler(request)
-    except CodecError as exc:
-        count()  # type: ignore[operator]
-        log.info("rejected %s %s: %s", request.method, request.path, exc)
-        return error_response(400, exc.error, exc.detail)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        count()  # type: ignore[operator]
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
-    if response.status >= 400:
-        count()  # type: ignore[operator]
-    return response
+def json_errors(count: Callable[[], None]) -> Middleware:
+    """A middleware turning codec errors and aiohttp's HTTP errors into JSON error bodies; `count` is called
+    for every client error (4xx), so /v1/status can show them."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except CodecError as exc:
+            count()
+            log.info("rejected %s %s: %s", request.method, request.path, exc)
+            return error_response(400, exc.error, exc.detail)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            count()
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        if response.status >= 400:
+            count()
+        return response
+
+    return middleware
