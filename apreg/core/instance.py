@@ -124,7 +124,7 @@ class InstanceInfo:
         for name in ("app", "instance_id", "host_name", "ip_addr"):
             if not isinstance(values.get(name), str) or not values[name]:
                 raise ValueError(f"{name} must be a non-empty string")
-        if values["app"] != values["app"].upper():
+        if values["app"] != str(values["app"]).upper():
             raise ValueError("app must be upper-case")
         return InstanceInfo(**values)  # type: ignore[arg-type]
 

@@ -72,6 +72,7 @@ def merge(local: Record | None, incoming: Record) -> Merged:
     else:
         winner = incoming if _tiebreak(incoming) > _tiebreak(local) else local
     # The pointwise max, without building a new vector when one side already is it.
+    vv: VersionVector
     if order is Order.CONCURRENT:
         vv = join(local.vv, incoming.vv)
     else:

@@ -41,7 +41,7 @@ def decode(data: bytes) -> Message:
     if not isinstance(frame, dict) or frame.get("v") != WIRE_VERSION or "b" not in frame:
         raise WireError("not an apreg peer frame (want a map with v, t, b)")
     try:
-        kind = MessageType(frame.get("t"))
+        kind = MessageType(frame.get("t", 0))
     except ValueError:
         raise WireError(f"unknown message type {frame.get('t')!r}") from None
     try:

@@ -5,13 +5,13 @@ import logging
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from apreg.eureka.codec import CodecError
 
 log = logging.getLogger("apreg.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:
