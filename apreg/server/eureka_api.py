@@ -4,7 +4,7 @@ Reads are served from the replica's current state: there is no 30-second respons
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from aiohttp import web
 
@@ -121,14 +121,16 @@ class EurekaApi:
         return _not_found(request)
 
     async def get_vip(self, request: web.Request) -> web.Response:
-        vip = request.match_info["vip"]
-        return self._applications(request, ((i, l) for i, l in self.replica.instances()
-                                            if vip in _vips(i.vip_address)), versions_delta=1)
+        return self._by_vip(request, lambda info: info.vip_address)
 
     async def get_secure_vip(self, request: web.Request) -> web.Response:
+        return self._by_vip(request, lambda info: info.secure_vip_address)
+
+    def _by_vip(self, request: web.Request, vips_of: Callable[[InstanceInfo], str | None]) -> web.Response:
+        """Instances whose comma-separated VIP list contains the requested one (200 with none, as Eureka)."""
         vip = request.match_info["vip"]
         return self._applications(request, ((i, l) for i, l in self.replica.instances()
-                                            if vip in _vips(i.secure_vip_address)), versions_delta=1)
+                                            if vip in _vips(vips_of(i))), versions_delta=1)
 
     def _applications(self, request: web.Request, instances: Iterable[tuple[InstanceInfo, Lease]],
                       versions_delta: int) -> web.Response:

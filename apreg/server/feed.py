@@ -61,6 +61,8 @@ class ChangeFeed:
     subscribers: set[Subscription] = field(default_factory=set)
 
     def publish(self, changes: list[Change]) -> None:
+        if changes:
+            self.prune(changes[0].at_ms)  # here, not only on reads: nobody may ever ask for the delta
         for change in changes:
             self.seq += 1
             event = FeedEvent(self.seq, change.key, change.action, change.record, change.at_ms, change.info)
@@ -71,7 +73,7 @@ class ChangeFeed:
                 subscriber.offer(event)
 
     def prune(self, now_ms: int) -> None:
-        """Drop delta entries older than the window (Eureka prunes every 30 s; we prune on each read)."""
+        """Drop delta entries older than the window (Eureka prunes every 30 s; we prune on each write and read)."""
         while self.recent and now_ms - self.recent[0].at_ms > DELTA_RETENTION_MS:
             self.recent.popleft()
             self.delta_version += 1

@@ -40,7 +40,10 @@ class WatchApi:
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         since = _since(request)
-        heartbeat = float(request.query.get("heartbeat", HEARTBEAT_S))
+        try:
+            heartbeat = float(request.query.get("heartbeat", HEARTBEAT_S))
+        except ValueError:
+            heartbeat = -1.0
         if not 0.05 <= heartbeat <= 300:
             raise web.HTTPBadRequest(text="heartbeat must be between 0.05 and 300 seconds")
         feed = self.node.feed

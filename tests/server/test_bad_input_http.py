@@ -70,6 +70,7 @@ async def test_oversized_body_gets_413(cluster: LocalCluster) -> None:
     ("PUT", "/eureka/apps/KEEP/nobody/status?value=UP", 404),
     ("GET", "/eureka/apps/NOPE", 404),
     ("GET", "/v1/watch?since=-3", 400),
+    ("GET", "/v1/watch?heartbeat=soon", 400),
 ])
 async def test_bad_queries_and_unknown_targets(cluster: LocalCluster, method: str, path: str, want: int) -> None:
     status, payload, _ = await cluster.request(0, method, path)

@@ -123,3 +123,12 @@ async def eventually_empty(c: LocalCluster) -> bool:
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+async def test_delta_window_is_pruned_on_writes_even_if_nobody_reads_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(feed_module, "DELTA_RETENTION_MS", 0)
+    async with LocalCluster(1) as c:
+        for k in range(5):
+            await c.request(0, "POST", "/eureka/apps/svc", json_body=instance_body("svc", f"i{k}"))
+            await asyncio.sleep(0.002)
+        assert len(c.nodes[0].feed.recent) <= 2  # older entries went as new ones arrived
