@@ -278,7 +278,7 @@ class Replica:
         accepted = all([self._apply_renewal(u, now_ms, (sender, u.seq or delta.upto)) for u in delta.renewals])
         seqs = delta.record_seqs or (delta.upto,) * len(delta.records)
         accepted = all([self._apply_record(r, now_ms, (sender, seq))
-                        for r, seq in zip(delta.records, seqs)]) and accepted
+                        for r, seq in zip(delta.records, seqs, strict=True)]) and accepted
         if accepted:
             self._credit(sender, delta.base, delta.upto, delta.covered)
 

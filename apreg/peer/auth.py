@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Mapping
 
 TIMESTAMP_HEADER = "X-Apreg-Timestamp"
 SIGNATURE_HEADER = "X-Apreg-Signature"
@@ -28,10 +29,9 @@ def sign(secret: bytes, method: str, path: str, body: bytes, now_ms: int) -> dic
     return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: _mac(secret, timestamp, method, path, body)}
 
 
-def verify(secret: bytes, method: str, path: str, body: bytes, headers: "dict[str, str] | object",
+def verify(secret: bytes, method: str, path: str, body: bytes, headers: Mapping[str, str],
            now_ms: int, window_ms: int = DEFAULT_WINDOW_MS) -> None:
-    get = getattr(headers, "get")
-    timestamp, signature = get(TIMESTAMP_HEADER), get(SIGNATURE_HEADER)
+    timestamp, signature = headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
         raise AuthError("peer request is not signed")
     if not timestamp.isdigit() or abs(now_ms - int(timestamp)) > window_ms:
