@@ -17,6 +17,7 @@ log = logging.getLogger("apreg.peer")
 MESSAGES_PATH = "/v1/peer/messages"
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)  # what a send to an unreachable peer raises
 
 
 class PeerUnavailable(Exception):
@@ -32,7 +33,9 @@ class PeerLink:
     failures: int = 0
     retry_at: float = 0.0  # monotonic seconds; pushes wait for this while the peer is failing
     last_error: str = ""
-    sent: int = 0
+    sent: int = 0  # messages delivered, by either channel
+    streaming: bool = False  # pushes go over an open push stream (apreg.peer.stream)
+    frames: int = 0  # pushes delivered as stream frames
     rng: random.Random = field(default_factory=random.Random)
 
     def ready(self) -> bool:
@@ -51,6 +54,16 @@ class PeerLink:
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16))
         self.retry_at = time.monotonic() + self.rng.uniform(0, delay)  # full jitter
 
+    def delivered(self) -> None:
+        self.succeeded()
+        self.sent += 1
+
+    def give_up(self, cause: Exception | str) -> PeerUnavailable:
+        """Mark the peer failed (it backs off) and return the error for the caller to raise."""
+        error = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        self.failed(error)
+        return PeerUnavailable(error)
+
 
 @dataclass(slots=True)
 class PeerTransport:
@@ -68,15 +81,10 @@ class PeerTransport:
             async with self.session.post(link.url + MESSAGES_PATH, data=body, headers=headers,
                                          timeout=self.timeout) as response:
                 payload = await response.read()
-                if response.status not in (200, 204):
-                    raise PeerUnavailable(f"HTTP {response.status}: {payload[:200]!r}")
-                reply = wire.decode(payload) if response.status == 200 and payload else None
-        except (aiohttp.ClientError, TimeoutError, OSError, wire.WireError) as exc:
-            link.failed(f"{type(exc).__name__}: {exc}")
-            raise PeerUnavailable(str(exc)) from exc
-        except PeerUnavailable as exc:
-            link.failed(str(exc))
-            raise
-        link.succeeded()
-        link.sent += 1
+            reply = wire.decode(payload) if response.status == 200 and payload else None
+        except (*NETWORK_ERRORS, wire.WireError) as exc:
+            raise link.give_up(exc) from exc
+        if response.status not in (200, 204):
+            raise link.give_up(f"HTTP {response.status}: {payload[:200]!r}")
+        link.delivered()
         return reply

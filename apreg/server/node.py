@@ -14,9 +14,10 @@ from typing import Callable
 
 import aiohttp
 
-from apreg.core.messages import Digest, Message
+from apreg.core.messages import Digest, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Outgoing, Replica
+from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
 from .feed import ChangeFeed
@@ -36,6 +37,14 @@ class RejectCounts:
     auth: int = 0  # peer messages refused for a missing or wrong signature
 
 
+@dataclass(slots=True)
+class ReceiveCounts:
+    """Peer messages taken in, by channel: shows operators whether pushes ride the streams."""
+
+    frames: int = 0  # pushes over push streams
+    posts: int = 0  # HTTP POSTs: digests, and pushes from peers that have no stream
+
+
 class Node:
     def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms) -> None:
         self.settings = settings
@@ -46,11 +55,13 @@ class Node:
         self.feed = ChangeFeed()
         self.links = {url: PeerLink(url) for url in settings.peers}
         self.rejected = RejectCounts()
+        self.received = ReceiveCounts()
         self._wake = {url: asyncio.Event() for url in settings.peers}
         self._flush_pending = False
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._transport: PeerTransport | None = None
+        self._streams: dict[str, PeerStream] = {}
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
@@ -59,6 +70,7 @@ class Node:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
                                         aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
+        self._streams = {url: PeerStream(link, self._transport) for url, link in self.links.items()}
         loops = [self._every(s.anti_entropy_interval, self._anti_entropy_round),
                  self._every(s.eviction_interval, self._eviction_pass),
                  self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
@@ -70,6 +82,7 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(stream.close() for stream in self._streams.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -118,14 +131,18 @@ class Node:
     # ----- peer traffic ------------------------------------------------------------------------------------
 
     def receive(self, message: Message) -> Message | None:
-        """A message from a peer (HTTP handler); returns the reply to send back, if any."""
+        """A message from a peer (POST or push stream); returns the reply to send back, if any."""
         reply = self.replica.receive(message, self.now_ms())
         self.committed()
         return reply
 
     async def _send(self, out: Outgoing) -> None:
+        """Pushes go over the peer's push stream, fire and forget (anti-entropy repairs a loss); digests by POST."""
         assert self._transport is not None
         try:
+            if isinstance(out.message, Push):
+                await self._streams[out.peer].send(out.message)
+                return
             reply = await self._transport.send(self.links[out.peer], out.message)
         except PeerUnavailable:
             return

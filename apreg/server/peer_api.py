@@ -1,16 +1,20 @@
 """Peer endpoints under /v1/peer/: msgpack messages in, msgpack replies out, authenticated first.
 
 With a secret set, authentication runs before routing: any request under /v1/peer (unknown paths included)
-without a valid signature gets 401, and is counted.
+without a valid signature gets 401, and is counted. That covers the push stream's handshake (a GET with an empty
+body); its frames are then verified one by one (`auth.verify_frame`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from apreg.core.messages import Push
 from apreg.peer import auth, wire
+from apreg.peer.stream import CLOSE_TIMEOUT_S, STREAM_PATH
 from apreg.peer.transport import MESSAGES_PATH
 
 from .errors import Handler, error_response, read_body
@@ -28,9 +32,12 @@ class PeerApi:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.secret = node.settings.secret.encode() if node.settings.secret else None
+        self.streams: set[web.WebSocketResponse] = set()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(MESSAGES_PATH, self.message)
+        app.router.add_get(STREAM_PATH, self.stream)
+        app.on_shutdown.append(self.close_streams)
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,7 +60,57 @@ class PeerApi:
             self.node.rejected.peer += 1
             log.warning("refused peer message from %s: %s", request.remote, exc)
             return error_response(400, "bad_peer_message", str(exc))
+        self.node.received.posts += 1
         reply = self.node.receive(message)
         if reply is None:
             return web.Response(status=204)
         return web.Response(body=wire.encode(reply), content_type="application/msgpack")
+
+    async def stream(self, request: web.Request) -> web.WebSocketResponse:
+        """A peer's push stream: one push per binary frame, applied in order, nothing sent back."""
+        settings = self.node.settings
+        ws = web.WebSocketResponse(heartbeat=settings.peer_timeout, timeout=CLOSE_TIMEOUT_S, compress=False,
+                                   max_msg_size=settings.max_peer_body_bytes + 64)  # + the signature
+        await ws.prepare(request)
+        self.streams.add(ws)
+        try:
+            async for frame in ws:
+                if not self._take(frame, request.remote):
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unauthenticated frame")
+                    break
+        finally:
+            self.streams.discard(ws)
+        return ws
+
+    def _take(self, frame: WSMessage, remote: str | None) -> bool:
+        """Apply one frame; False when it fails authentication (the stream is then closed)."""
+        if frame.type is not WSMsgType.BINARY:
+            return self._refuse(remote, f"unexpected {frame.type.name} frame")
+        body = frame.data
+        if self.secret is not None:
+            try:
+                body = auth.verify_frame(self.secret, STREAM_PATH, body, time.time_ns() // 1_000_000)
+            except auth.AuthError as exc:
+                self.node.rejected.auth += 1
+                log.warning("closing push stream from %s: %s", remote, exc)
+                return False
+        try:
+            message = wire.decode(body)
+        except wire.WireError as exc:
+            return self._refuse(remote, str(exc))
+        if not isinstance(message, Push):
+            return self._refuse(remote, f"a {type(message).__name__} on the push stream")
+        self.node.received.frames += 1
+        self.node.receive(message)
+        return True
+
+    def _refuse(self, remote: str | None, reason: str) -> bool:
+        """Count and log a frame that is not a valid push; it changes nothing and the stream stays open."""
+        self.node.rejected.peer += 1
+        log.warning("refused push stream frame from %s: %s", remote, reason)
+        return True
+
+    async def close_streams(self, _: web.Application) -> None:
+        """On shutdown: aiohttp would otherwise wait for open streams as for slow requests."""
+        await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down")
+                               for ws in list(self.streams)))

@@ -34,7 +34,8 @@ def status_document(node: Node) -> dict[str, Any]:
         "url": node.settings.url,
         "in_sync": replica.synced,
         "peers": [{"url": link.url, "reachable": link.reachable, "replica_id": replica.peers[link.url].replica,
-                   "failures": link.failures, "last_error": link.last_error, "sent": link.sent}
+                   "failures": link.failures, "last_error": link.last_error, "sent": link.sent,
+                   "stream": link.streaming, "frames_sent": link.frames}
                   for link in node.links.values()],
         "instances": sum(1 for _ in replica.instances()),
         "self_preservation": {"active": sp.active, "enabled": replica.preservation.enabled,
@@ -46,6 +47,7 @@ def status_document(node: Node) -> dict[str, Any]:
         "clock_skew_rejections": replica.clock.skew_rejections,
         "rejected": {"client": node.rejected.client, "peer": node.rejected.peer, "auth": node.rejected.auth,
                      "replicated_items": counters.rejected_items},
+        "received": {"frames": node.received.frames, "posts": node.received.posts},
         "purged": counters.purged,
         "log_head": replica.log.head,
         "feed_seq": node.feed.seq,
@@ -68,4 +70,6 @@ def prometheus_text(doc: dict[str, Any]) -> str:
     walk("apreg", {k: v for k, v in doc.items() if k != "peers"})
     for peer in doc["peers"]:
         lines.append(f'apreg_peer_reachable{{url="{peer["url"]}"}} {int(peer["reachable"])}')
+        lines.append(f'apreg_peer_stream{{url="{peer["url"]}"}} {int(peer["stream"])}')
+        lines.append(f'apreg_peer_frames_sent{{url="{peer["url"]}"}} {peer["frames_sent"]}')
     return "\n".join(lines) + "\n"

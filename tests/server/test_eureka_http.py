@@ -28,7 +28,8 @@ async def test_register_at_one_node_is_visible_at_the_others_in_json_and_xml() -
 async def test_status_metadata_and_cancel_propagate() -> None:
     async with LocalCluster(3) as c:
         await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
-        assert await eventually(lambda: _has(c, 2, "o-1"))
+        for node in (1, 2):  # node 1 must hold o-1 before it can change it
+            assert await eventually(lambda: _has(c, node, "o-1"))
         assert (await c.request(1, "PUT", "/eureka/apps/ORDERS/o-1/status?value=OUT_OF_SERVICE"))[0] == 200
         assert await eventually(lambda: _field(c, 2, "o-1", "status", "OUT_OF_SERVICE"))
         # the override is sticky: a re-register saying UP keeps OUT_OF_SERVICE
