@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import json
 import pstats
 import statistics
 import sys
@@ -23,11 +24,12 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apreg.core.config import CoreConfig  # noqa: E402
-from apreg.core.instance import InstanceInfo, InstanceKey  # noqa: E402
+from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, InstanceKey  # noqa: E402
 from apreg.core.messages import Delta, Digest, DigestReply, Message, Push  # noqa: E402
 from apreg.core.record import merge  # noqa: E402
 from apreg.server.app import tune_garbage_collector  # noqa: E402
 from apreg.core.replica import Replica  # noqa: E402
+from apreg.eureka.codec import parse_register  # noqa: E402
 
 try:
     from apreg.peer.wire import encode  # the real wire codec, when present
@@ -52,9 +54,15 @@ T0 = 1_700_000_000_000
 
 
 def instance(i: int, host: str = "host") -> InstanceInfo:
-    return InstanceInfo(app=f"APP-{i % 500}", instance_id=f"i-{i:06d}", host_name=f"{host}-{i}.example",
-                        ip_addr=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", vip_address=f"app-{i % 500}",
-                        metadata={"zone": f"z{i % 3}"}, last_dirty_timestamp=T0)
+    """A registration as a node gets it: a Eureka client's JSON body, decoded by the node's own codec (which
+    shares values that repeat across instances, as a real node does). 500 apps of 200 instances, 3 zones."""
+    app = f"APP-{i % 500}"
+    body = {"instance": {"instanceId": f"i-{i:06d}", "app": app, "hostName": f"{host}-{i}.example",
+                         "ipAddr": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "vipAddress": f"app-{i % 500}",
+                         "status": "UP", "port": {"$": 7001, "@enabled": "true"},
+                         "dataCenterInfo": {"@class": DEFAULT_DATA_CENTER_CLASS, "name": "MyOwn"},
+                         "metadata": {"zone": f"z{i % 3}"}, "lastDirtyTimestamp": str(T0 + i)}}
+    return parse_register(json.dumps(body).encode(), "application/json", app, T0)
 
 
 def populated(name: str, n: int, config: CoreConfig, peers: tuple[str, ...], host: str = "host") -> Replica:

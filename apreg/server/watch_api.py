@@ -97,7 +97,7 @@ class WatchApi:
 
     def _render(self, event: FeedEvent) -> bytes:
         replica = self.node.replica
-        view = instance_view(replica, event.info, replica.leases.get(event.key) or Lease(),
+        view = instance_view(replica, event.info, replica.entries.get(event.key) or Lease(),
                              DELTA_ACTIONS[event.action.value])
         data: dict[str, Any] = {
             "seq": event.seq, "app": event.key.app, "instance_id": event.key.instance_id,
