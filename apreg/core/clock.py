@@ -58,4 +58,4 @@ class HybridClock:
         if remote.wall_ms - now_ms > self.max_skew_ms:  # `check`, inlined: this runs for every replicated item
             self.check(remote, now_ms)
         if remote > self.last:
-            self.last = Timestamp(remote.wall_ms, remote.logical, self.replica)
+            self.last = remote  # `tick` reads only its wall and logical parts

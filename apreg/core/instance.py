@@ -9,8 +9,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
+import sys
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
 
 
 class Status(str, Enum):
@@ -31,9 +36,52 @@ SELF_REPORTED_WINS = frozenset({Status.DOWN, Status.STARTING, Status.UNKNOWN})
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
+# Values that repeat across the instances of an app or a fleet. Decoders keep one shared copy of each (as Eureka's
+# own deserializer interns strings), which matters with 100,000 instances in memory: app names, VIPs, data-centre
+# names, ports and whole metadata maps are usually the same for every instance of an app.
+SHARED_STRING_FIELDS = ("app", "vip_address", "secure_vip_address", "app_group_name", "asg_name",
+                        "data_center_class", "data_center_name")
+SHARED_INT_FIELDS = ("port", "secure_port", "country_id")
+MAX_SHARED_VALUES = 4096  # distinct maps and numbers kept; the cache starts over when full
+
+_shared: dict[object, object] = {}
+
 
 def _empty() -> Mapping[str, str]:
     return EMPTY
+
+
+def _remember(key: object, value: T) -> T:
+    if len(_shared) >= MAX_SHARED_VALUES:
+        _shared.clear()
+    _shared[key] = value
+    return value
+
+
+def shared_map(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    """One read-only copy of each distinct small mapping (metadata maps, version vectors)."""
+    if not mapping:
+        return EMPTY  # type: ignore[return-value]
+    items = tuple(mapping.items())
+    found = _shared.get(items)
+    return found if found is not None else _remember(items, MappingProxyType(dict(items)))  # type: ignore
+
+
+def share_repeated(fields: dict[str, object]) -> dict[str, object]:
+    """Swap values that usually repeat across instances for one shared copy each; returns `fields`."""
+    for name in SHARED_STRING_FIELDS:
+        value = fields.get(name)
+        if type(value) is str:
+            fields[name] = sys.intern(value)
+    for name in SHARED_INT_FIELDS:
+        value = fields.get(name)
+        if type(value) is int:
+            fields[name] = _shared.get(value) or _remember(value, value)
+    for name in ("metadata", "data_center_metadata"):
+        value = fields.get(name)
+        if isinstance(value, Mapping):
+            fields[name] = shared_map(value)
+    return fields
 
 
 class InstanceKey(NamedTuple):
@@ -126,7 +174,7 @@ class InstanceInfo:
                 raise ValueError(f"{name} must be a non-empty string")
         if values["app"] != str(values["app"]).upper():
             raise ValueError("app must be upper-case")
-        return InstanceInfo(**values)  # type: ignore[arg-type]
+        return InstanceInfo(**share_repeated(values))  # type: ignore[arg-type]
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))

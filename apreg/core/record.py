@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .clock import ZERO, Timestamp
 from .instance import InstanceInfo, InstanceKey
@@ -50,9 +51,8 @@ class Record:
         return self.info is None
 
 
-@dataclass(frozen=True, slots=True)
-class Merged:
-    """The outcome of merging an incoming record into a local one."""
+class Merged(NamedTuple):
+    """The outcome of merging an incoming record into a local one (a NamedTuple: one is made per merge)."""
 
     record: Record
     changed: bool  # the local state differs afterwards (content or vector)
@@ -62,11 +62,11 @@ class Merged:
 def merge(local: Record | None, incoming: Record) -> Merged:
     """Fold `incoming` into `local` (same key); see the module docstring for the rule."""
     if local is None:
-        return Merged(incoming, changed=True, conflict=False)
+        return Merged(incoming, True, False)
     order = compare(local.vv, incoming.vv)
     local_rank, incoming_rank = local.rank, incoming.rank
     if order is Order.EQUAL and local_rank == incoming_rank and local.info == incoming.info:
-        return Merged(local, changed=False, conflict=False)
+        return Merged(local, False, False)
     if incoming_rank != local_rank:
         winner = incoming if incoming_rank > local_rank else local
     else:
@@ -78,8 +78,9 @@ def merge(local: Record | None, incoming: Record) -> Merged:
     else:
         vv = incoming.vv if order is Order.BEFORE else local.vv
     merged = winner if vv == winner.vv else Record(winner.key, winner.info, vv, winner.stamp, winner.epoch)
-    changed = merged is not local and (merged.rank != local_rank or merged.vv != local.vv or merged.info != local.info)
-    return Merged(merged, changed=changed, conflict=order is Order.CONCURRENT)
+    merged_rank = local_rank if winner is local else incoming_rank
+    changed = merged is not local and (merged_rank != local_rank or merged.vv != local.vv or merged.info != local.info)
+    return Merged(merged, changed, order is Order.CONCURRENT)
 
 
 def _tiebreak(record: Record) -> str:

@@ -5,24 +5,27 @@ cluster drive it the same way, which is what lets the hard parts be tested deter
 
 State it replicates: one `Record` per key (merged by `record.merge`) and one renewal max-register per key
 (`Lease.renewed`). State it keeps to itself: lease clocks, evictions, self-preservation, per-peer watermarks.
+Both kinds live in one `Entry` per key (see entry.py for why).
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping, NamedTuple
 
 from .changelog import ChangeLog, Page
-from .clock import ZERO, ClockSkewError, HybridClock
+from .clock import ZERO, ClockSkewError, HybridClock, Timestamp
 from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
+from .entry import Entry, RecordView, Source
 from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
 from .record import Record, merge
-from .version import advance
+from .version import VersionVector, advance
 
 
 MAX_UNCREDITED = 64  # deltas per sender waiting to be credited to its watermark
@@ -38,9 +41,10 @@ class Action(str, Enum):
     EVICT = "evict"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A change applied to this replica (local or replicated), for observers such as the watch feed."""
+class Change(NamedTuple):
+    """A change applied to this replica (local or replicated), for observers such as the watch feed.
+
+    A NamedTuple rather than a frozen dataclass: one is made for every applied change, and a tuple is built in C."""
 
     key: InstanceKey
     action: Action
@@ -79,8 +83,7 @@ class Replica:
     peer_names: tuple[str, ...] = ()
     fanout: int = 0  # peers per eager push; 0 means all
     rng: random.Random = field(default_factory=lambda: random.Random(0))
-    records: dict[InstanceKey, Record] = field(default_factory=dict)
-    leases: dict[InstanceKey, Lease] = field(default_factory=dict)
+    entries: dict[InstanceKey, Entry] = field(default_factory=dict)  # every key this replica knows
     log: ChangeLog = field(default_factory=ChangeLog)
     counters: Counters = field(default_factory=Counters)
     changes: list[Change] = field(default_factory=list)
@@ -91,9 +94,7 @@ class Replica:
     preservation: SelfPreservation = field(init=False)
     peers: dict[str, PeerState] = field(init=False)
     watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
-    # Where the current record / renewal of a key came from: (sender replica, its log sequence for it).
-    _record_source: dict[InstanceKey, tuple[str, int]] = field(default_factory=dict)
-    _renewal_source: dict[InstanceKey, tuple[str, int]] = field(default_factory=dict)
+    _first_vv: VersionVector = field(init=False)  # the vector of every first write here, shared (memory)
     _heard_ms: dict[str, int] = field(default_factory=dict)  # replica id -> when a delta from it last arrived
     _peer_direct: dict[str, frozenset[str]] = field(default_factory=dict)  # what each peer hears directly
     _uncredited: dict[str, list[tuple[int, int, tuple[tuple[str, int], ...]]]] = field(default_factory=dict)
@@ -104,6 +105,7 @@ class Replica:
 
     def __post_init__(self) -> None:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
+        self._first_vv = MappingProxyType({self.replica_id: 1})
         self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
         self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
                                              self.config.self_preservation, self.config.min_hold_windows)
@@ -112,18 +114,23 @@ class Replica:
 
     # ----- reads -------------------------------------------------------------------------------------------
 
+    @property
+    def records(self) -> Mapping[InstanceKey, Record]:
+        """Every key's current record, tombstones included."""
+        return RecordView(self.entries)
+
     def visible(self, key: InstanceKey) -> Record | None:
         """The live record of `key`, unless cancelled or evicted here."""
-        record = self.records.get(key)
-        if record is None or record.info is None or self.leases[key].evicted:
+        entry = self.entries.get(key)
+        if entry is None or entry.evicted or entry.record is None or entry.record.info is None:
             return None
-        return record
+        return entry.record
 
     def instances(self) -> Iterator[tuple[InstanceInfo, Lease]]:
-        for key, record in self.records.items():
-            lease = self.leases[key]
-            if record.info is not None and not lease.evicted:
-                yield record.info, lease
+        for entry in self.entries.values():
+            record = entry.record
+            if record is not None and record.info is not None and not entry.evicted:
+                yield record.info, entry
 
     def renewal_interval_ms(self, info: InstanceInfo) -> int:
         seconds = info.renewal_interval_s
@@ -139,9 +146,7 @@ class Replica:
         """A (re-)registration: a versioned write that also starts the lease."""
         key = info.key
         current = self.visible(key)
-        record = self._write(key, resolve_register(info, current.info if current else None), now_ms)
-        self._renew(key, now_ms)
-        return record
+        return self._write(key, resolve_register(info, current.info if current else None), now_ms, renew=True)
 
     def cancel(self, key: InstanceKey, now_ms: int) -> bool:
         """Replace the instance by a tombstone; False if it is not visible here."""
@@ -169,7 +174,9 @@ class Replica:
             return False
         if record.info.status is Status.UNKNOWN:
             return False
-        self._renew(key, now_ms)
+        entry = self.entries[key]
+        self._renewed(entry, self.clock.tick(now_ms), now_ms)
+        self.log.note(entry, record=False, renewal=True)
         return True
 
     def _modify(self, key: InstanceKey, now_ms: int, change: Callable[[InstanceInfo], InstanceInfo]) -> bool:
@@ -179,46 +186,47 @@ class Replica:
         self._write(key, change(record.info), now_ms)
         return True
 
-    def _write(self, key: InstanceKey, info: InstanceInfo | None, now_ms: int) -> Record:
-        """A versioned write: it follows the key's current record in vector, clock and epoch (see record.py)."""
-        previous = self.records.get(key)
-        vv = advance(previous.vv if previous else {}, self.replica_id)
-        epoch = previous.rank[0] if previous is not None else ZERO
+    def _write(self, key: InstanceKey, info: InstanceInfo | None, now_ms: int, renew: bool = False) -> Record:
+        """A versioned write: it follows the key's current record in vector, clock and epoch (see record.py).
+
+        With `renew` (a registration) the write is also a renewal, stamped with the same timestamp."""
+        entry = self.entries.get(key)
+        previous = entry.record if entry is not None else None
+        if previous is None:
+            vv, epoch = self._first_vv, ZERO
+        else:
+            vv, epoch = advance(previous.vv, self.replica_id), previous.rank[0]
         record = Record(key, info, vv, self.clock.tick(now_ms), epoch)
-        self._store(record, previous, now_ms, source=None)
+        self._store(record, entry, now_ms, source=None, renewed=record.stamp if renew else None)
         return record
 
-    def _renew(self, key: InstanceKey, now_ms: int) -> None:
-        lease = self.leases[key]
-        lease.renewed = self.clock.tick(now_ms)
-        lease.anchor_ms = now_ms
-        lease.evicted = False
+    def _renewed(self, entry: Entry, stamp: Timestamp, now_ms: int) -> None:
+        """A renewal made here: the lease clock restarts now."""
+        entry.renewed, entry.anchor_ms, entry.evicted, entry.renewal_source = stamp, now_ms, False, None
         self.counters.renewals_local += 1
-        self.log.note_renewal(key)
-        self._renewal_source.pop(key, None)
 
     # ----- applying state ----------------------------------------------------------------------------------
 
-    def _store(self, record: Record, previous: Record | None, now_ms: int, source: tuple[str, int] | None) -> None:
+    def _store(self, record: Record, entry: Entry | None, now_ms: int, source: Source | None,
+               renewed: Timestamp | None = None) -> None:
         key = record.key
-        self.records[key] = record
-        self.log.note_record(key)
-        if source:
-            self._record_source[key] = source
-        else:
-            self._record_source.pop(key, None)
-        lease = self.leases.get(key)
-        if lease is None:
-            lease = self.leases[key] = Lease(anchor_ms=now_ms, first_seen_ms=now_ms)
-        was_visible = previous is not None and previous.info is not None and not lease.evicted
+        if entry is None:
+            entry = self.entries[key] = Entry(key=key, anchor_ms=now_ms, first_seen_ms=now_ms)
+        previous = entry.record
+        was_visible = previous is not None and previous.info is not None and not entry.evicted
+        entry.record, entry.record_source = record, source
         if record.info is None:
             self._tombstoned_at[key] = now_ms
         else:
-            self._tombstoned_at.pop(key, None)
+            if previous is not None and previous.info is None:
+                self._tombstoned_at.pop(key, None)
             if not was_visible:
-                lease.first_seen_ms = now_ms
-                if lease.evicted:
-                    lease.evicted, lease.anchor_ms = False, now_ms
+                entry.first_seen_ms = now_ms
+                if entry.evicted:
+                    entry.evicted, entry.anchor_ms = False, now_ms
+        if renewed is not None:
+            self._renewed(entry, renewed, now_ms)
+        self.log.note(entry, record=True, renewal=renewed is not None)
         shown = previous if was_visible else None
         self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
 
@@ -227,7 +235,7 @@ class Replica:
         if action is not None and info is not None:
             self.changes.append(Change(key, action, record, now_ms, info))
 
-    def _apply_record(self, incoming: Record, now_ms: int, source: tuple[str, int]) -> bool:
+    def _apply_record(self, incoming: Record, now_ms: int, source: Source) -> bool:
         info, key = incoming.info, incoming.key
         if info is not None and (info.app != key.app or info.instance_id != key.instance_id):
             self.counters.rejected_items += 1
@@ -237,36 +245,35 @@ class Replica:
         except ClockSkewError:
             self.counters.rejected_items += 1
             return False
-        previous = self.records.get(key)
-        merged = merge(previous, incoming)
+        entry = self.entries.get(key)
+        merged = merge(entry.record if entry is not None else None, incoming)
         self.counters.conflicts += merged.conflict
         if merged.changed:
             as_sent = merged.record is incoming or merged.record == incoming  # `is` first: == compares content
-            self._store(merged.record, previous, now_ms, source=source if as_sent else None)
+            self._store(merged.record, entry, now_ms, source=source if as_sent else None)
         return True
 
-    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, source: tuple[str, int]) -> bool:
+    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, source: Source) -> bool:
         try:
             self.clock.observe(update.renewed, now_ms)
         except ClockSkewError:
             self.counters.rejected_items += 1
             return False
         key = update.key
-        lease = self.leases.get(key)
-        if lease is None:
-            lease = self.leases[key] = Lease(first_seen_ms=now_ms)
-        if update.renewed <= lease.renewed:
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = Entry(key=key, first_seen_ms=now_ms)
+        if update.renewed <= entry.renewed:
             return True
         age = max(0, update.age_ms)
-        lease.renewed = update.renewed
-        lease.anchor_ms = max(lease.anchor_ms, now_ms - age)
+        entry.renewed, entry.renewal_source = update.renewed, source
+        entry.anchor_ms = max(entry.anchor_ms, now_ms - age)
         self.counters.renewals_replicated += 1
-        self.log.note_renewal(key)
-        self._renewal_source[key] = source
-        record = self.records.get(key)
-        if lease.evicted and record is not None and record.info is not None:
-            lease.evicted = False  # it renewed somewhere after we evicted it: it comes back
-            lease.first_seen_ms = now_ms
+        self.log.note(entry, record=False, renewal=True)
+        record = entry.record
+        if entry.evicted and record is not None and record.info is not None:
+            entry.evicted = False  # it renewed somewhere after we evicted it: it comes back
+            entry.first_seen_ms = now_ms
             self._emit(key, Action.REGISTER, record, now_ms, record.info)
         return True
 
@@ -357,7 +364,7 @@ class Replica:
         holds = holds or {}
         covered: dict[str, int] = {}
 
-        def wanted(source: tuple[str, int] | None) -> bool:
+        def wanted(source: Source | None) -> bool:
             if source is None:
                 return True
             replica, seq = source
@@ -368,11 +375,10 @@ class Replica:
                 return False
             return True
 
-        records = [(seq, k) for seq, k in page.records if wanted(self._record_source.get(k))]
-        leases = self.leases
-        renewals = tuple(RenewalUpdate(k, leases[k].renewed, now_ms - leases[k].anchor_ms, seq)
-                         for seq, k in page.renewals if wanted(self._renewal_source.get(k)))
-        return Delta(self.replica_id, base, page.upto, tuple(self.records[k] for _, k in records), renewals,
+        records = [(seq, e.record) for seq, e in page.records if e.record is not None and wanted(e.record_source)]
+        renewals = tuple(RenewalUpdate(e.key, e.renewed, now_ms - e.anchor_ms, seq)
+                         for seq, e in page.renewals if wanted(e.renewal_source))
+        return Delta(self.replica_id, base, page.upto, tuple(r for _, r in records), renewals,
                      tuple(seq for seq, _ in records), tuple(sorted(covered.items())), self._direct(now_ms))
 
     def _direct(self, now_ms: int) -> tuple[str, ...]:
@@ -440,13 +446,13 @@ class Replica:
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
         expected = observed = 0.0
-        for key, record in self.records.items():
-            info, lease = record.info, self.leases[key]
-            if info is None or lease.evicted or lease.expired(now_ms, self.lease_duration_ms(info)):
+        for entry in self.entries.values():
+            info = entry.record.info if entry.record is not None else None
+            if info is None or entry.evicted or entry.expired(now_ms, self.lease_duration_ms(info)):
                 continue
             interval = self.renewal_interval_ms(info)
-            expected += expected_renewals(now_ms, lease.first_seen_ms, window, interval)
-            observed += renewal_credit(now_ms, lease.anchor_ms, lease.first_seen_ms, window, interval)
+            expected += expected_renewals(now_ms, entry.first_seen_ms, window, interval)
+            observed += renewal_credit(now_ms, entry.anchor_ms, entry.first_seen_ms, window, interval)
         return self.preservation.update(now_ms, observed, expected)
 
     def evict(self, now_ms: int) -> list[InstanceKey]:
@@ -456,33 +462,32 @@ class Replica:
         self.update_preservation(now_ms)
         if not self.preservation.allows_eviction:
             return []
-        live = [(self.leases[k].anchor_ms, k, r) for k, r in self.records.items()
-                if r.info is not None and not self.leases[k].evicted]
-        expired = sorted((anchor, k, r) for anchor, k, r in live
-                         if r.info is not None and self.leases[k].expired(now_ms, self.lease_duration_ms(r.info)))
+        live = [(e.anchor_ms, e.key, e.record.info, e) for e in self.entries.values()
+                if e.record is not None and e.record.info is not None and not e.evicted]
+        expired = sorted((item for item in live if item[3].expired(now_ms, self.lease_duration_ms(item[2]))),
+                         key=lambda item: item[:2])
         victims = expired[:eviction_cap(len(live), self.config.max_eviction_fraction)]
-        for _, key, record in victims:
-            self.leases[key].evicted = True
+        for _, key, info, entry in victims:
+            entry.evicted = True
             self.counters.evictions += 1
-            self._emit(key, Action.EVICT, record, now_ms, record.info)
-        return [key for _, key, _ in victims]
+            assert entry.record is not None
+            self._emit(key, Action.EVICT, entry.record, now_ms, info)
+        return [key for _, key, _, _ in victims]
 
     def collect_garbage(self, now_ms: int) -> int:
         """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL."""
         ttl = self.config.tombstone_ttl_ms
         doomed = [k for k, at in self._tombstoned_at.items() if now_ms - at >= ttl]
-        doomed += [k for k, lease in self.leases.items()
-                   if lease.evicted and now_ms - lease.anchor_ms >= ttl and k not in self._tombstoned_at]
+        doomed += [k for k, entry in self.entries.items()
+                   if entry.evicted and now_ms - entry.anchor_ms >= ttl and k not in self._tombstoned_at]
         for replica in [r for r, at in self._heard_ms.items() if now_ms - at >= ttl]:
             del self._heard_ms[replica]  # old incarnations and long-gone peers
             self._peer_direct.pop(replica, None)
         for key in doomed:
-            self.records.pop(key, None)
-            self.leases.pop(key, None)
+            entry = self.entries.pop(key, None)
+            if entry is not None:
+                self.log.forget(entry)
             self._tombstoned_at.pop(key, None)
-            self._record_source.pop(key, None)
-            self._renewal_source.pop(key, None)
-            self.log.forget(key)
         self.counters.purged += len(doomed)
         return len(doomed)
 

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from apreg.core.instance import InstanceInfo, Status
+from apreg.core.instance import InstanceInfo, Status, share_repeated
 
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
@@ -227,7 +227,7 @@ def _build_instance(raw: Mapping[str, Any], path_app: str, now_ms: int) -> Insta
     }
     optional.update((attr, _optional_str(raw, wire)) for wire, attr in _AUTO_STRINGS)
     fields.update((key, value) for key, value in optional.items() if value is not None)
-    return InstanceInfo(**fields)
+    return InstanceInfo(**share_repeated(fields))
 
 
 def _instance_id(

@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 
 from apreg.core.clock import Timestamp
-from apreg.core.instance import InstanceInfo, InstanceKey
+from apreg.core.instance import InstanceInfo, InstanceKey, shared_map
 from apreg.core.messages import Delta, Digest, DigestReply, Message, MessageType, Push, RenewalUpdate
 from apreg.core.record import Record
 
@@ -95,7 +95,7 @@ def _record(item: Any) -> Record:
     decoded = None if info is None else InstanceInfo.from_dict(_map(info))
     if decoded is not None and decoded.key != key:
         raise WireError("record key does not match its instance")
-    return Record(key, decoded, vv, _stamp(stamp), _stamp(epoch))
+    return Record(key, decoded, shared_map(vv), _stamp(stamp), _stamp(epoch))
 
 
 def _renewal(item: Any) -> RenewalUpdate:

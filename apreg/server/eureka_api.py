@@ -93,7 +93,7 @@ class EurekaApi:
 
     async def get_delta(self, request: web.Request) -> web.Response:
         feed = self.node.feed
-        views = [self._view(event.info, self.replica.leases.get(event.key) or Lease(),
+        views = [self._view(event.info, self.replica.entries.get(event.key) or Lease(),
                             DELTA_ACTIONS[event.action.value]) for event in feed.delta(self.node.now_ms())]
         hashcode = codec.reconcile_hashcode(info.status for info, _ in self.replica.instances())
         return _render(request, codec.render_applications(views, feed.delta_version, hashcode, _format(request)))
@@ -110,7 +110,7 @@ class EurekaApi:
         record = self.replica.visible(key)
         if record is None or record.info is None:
             return _not_found(request)
-        view = self._view(record.info, self.replica.leases[key])
+        view = self._view(record.info, self.replica.entries[key])
         return _render(request, codec.render_instance(view, _format(request)))
 
     async def get_instance_by_id(self, request: web.Request) -> web.Response:

@@ -73,19 +73,28 @@ class WatchApi:
 
     async def _stream(self, response: web.StreamResponse, subscription: Subscription, last: int,
                       heartbeat: float) -> None:
+        """Send events as they come, everything already queued in one write (one syscall for a burst)."""
+        queue = subscription.queue
         while True:
             try:
-                event = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
+                async with asyncio.timeout(heartbeat):
+                    events = [await queue.get()]
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            if event is None:  # the end: this consumer fell too far behind, or the node is stopping
-                if subscription.overflowed:
-                    await response.write(_resync("consumer too slow; refetch and reconnect"))
-                response.force_close()  # end the connection, not just the stream
-                return
-            if event.seq > last:
-                await response.write(self._frame(event))
+            while not queue.empty():
+                events.append(queue.get_nowait())
+            frames = []
+            for event in events:
+                if event is None:  # the end (alone in the queue, see Subscription.end): too slow, or stopping
+                    if subscription.overflowed:
+                        await response.write(_resync("consumer too slow; refetch and reconnect"))
+                    response.force_close()  # end the connection, not just the stream
+                    return
+                if event.seq > last:
+                    frames.append(self._frame(event))
+            if frames:
+                await response.write(b"".join(frames))
 
     def _frame(self, event: FeedEvent) -> bytes:
         frame = self._frames.get(event.seq)
@@ -97,7 +106,7 @@ class WatchApi:
 
     def _render(self, event: FeedEvent) -> bytes:
         replica = self.node.replica
-        view = instance_view(replica, event.info, replica.leases.get(event.key) or Lease(),
+        view = instance_view(replica, event.info, replica.entries.get(event.key) or Lease(),
                              DELTA_ACTIONS[event.action.value])
         data: dict[str, Any] = {
             "seq": event.seq, "app": event.key.app, "instance_id": event.key.instance_id,

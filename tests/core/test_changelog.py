@@ -1,8 +1,12 @@
 """Change log and digest anti-entropy: constant cost in sync, cost of the difference out of sync, paging."""
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from apreg.core.changelog import ChangeLog
 from apreg.core.config import CoreConfig
+from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey
 from apreg.core.messages import DigestReply
 from apreg.core.replica import Replica
@@ -16,22 +20,59 @@ def key(i: int) -> InstanceKey:
     return InstanceKey("SVC", f"i-{i}")
 
 
-def test_log_keeps_one_entry_per_key_and_kind_and_pages_oldest_first() -> None:
+def test_log_holds_each_key_once_and_pages_whole_keys() -> None:
     log = ChangeLog()
-    for i in range(5):
-        log.note_record(key(i))
-    log.note_renewal(key(0))
-    log.note_record(key(1))  # moves i-1 to the head
-    assert log.head == 7
+    entries = [Entry(key=key(i)) for i in range(5)]
+    for entry in entries:
+        log.note(entry, record=True, renewal=False)  # sequences 1..5
+    log.note(entries[0], record=False, renewal=True)  # 6: i-0 renews; its record stays at 1
+    log.note(entries[1], record=True, renewal=False)  # 7: i-1 changes again
+    assert log.head == 7 and (entries[0].record_seq, entries[0].renewal_seq, entries[1].record_seq) == (1, 6, 7)
     assert log.since(7, 100).record_keys == [] and not log.since(7, 100).more
     page = log.since(5, 100)
     assert page.record_keys == [key(1)] and page.renewal_keys == [key(0)] and page.upto == 7 and not page.more
+    # Pages take whole keys in order of their earliest change; `upto` stops before the first key left out.
     first = log.since(0, 3)
-    assert first.record_keys == [key(0), key(2), key(3)] and first.more and first.upto == 4
-    second = log.since(first.upto, 3)
-    assert second.record_keys == [key(4), key(1)] and second.renewal_keys == [key(0)] and not second.more
-    log.forget(key(1))
-    assert log.since(5, 100).record_keys == []
+    assert first.record_keys == [key(0), key(2)] and first.renewal_keys == [key(0)] and first.more
+    assert first.upto == 3
+    alone = log.since(0, 1)  # a key whose changes alone exceed the limit still goes whole
+    assert alone.record_keys == alone.renewal_keys == [key(0)] and alone.upto == 2 and alone.more
+    second = log.since(first.upto, 2)
+    assert second.record_keys == [key(3), key(4)] and second.renewal_keys == [] and second.upto == 5
+    third = log.since(second.upto, 2)
+    assert third.record_keys == [key(1)] and third.renewal_keys == [key(0)] and not third.more and third.upto == 7
+    log.forget(entries[1])
+    assert log.since(5, 100).record_keys == [] and log.since(5, 100).renewal_keys == [key(0)]
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["record", "renewal", "both", "forget"])), max_size=40),
+       st.integers(1, 4), st.data())
+def test_paging_from_any_position_delivers_every_later_change(ops: list[tuple[int, str]], limit: int,
+                                                              data: st.DataObject) -> None:
+    log, entries = ChangeLog(), [Entry(key=key(i)) for i in range(6)]
+    for i, op in ops:
+        if op == "forget":
+            log.forget(entries[i])
+        else:
+            log.note(entries[i], record=op != "renewal", renewal=op != "record")
+    since = data.draw(st.integers(0, log.head))
+    got_records: dict[InstanceKey, int] = {}
+    got_renewals: dict[InstanceKey, int] = {}
+    position, more = since, True
+    while more:
+        page = log.since(position, limit)
+        assert page.upto > position or page.upto == log.head
+        for entry in entries:  # every change in (position, upto] is in this very page
+            if position < entry.record_seq <= page.upto:
+                assert (entry.record_seq, entry) in page.records
+            if position < entry.renewal_seq <= page.upto:
+                assert (entry.renewal_seq, entry) in page.renewals
+        got_records.update((e.key, seq) for seq, e in page.records)
+        got_renewals.update((e.key, seq) for seq, e in page.renewals)
+        position, more = page.upto, page.more
+    assert position == log.head
+    assert got_records == {e.key: e.record_seq for e in entries if e.record_seq > since}
+    assert got_renewals == {e.key: e.renewal_seq for e in entries if e.renewal_seq > since}
 
 
 def pair(config: CoreConfig | None = None) -> tuple[Replica, Replica]:
@@ -76,7 +117,7 @@ def test_out_of_sync_page_is_the_difference() -> None:
     assert sorted(r.key for r in reply.delta.records) == [key(0), key(1), key(2)]
     assert sorted(u.key for u in reply.delta.renewals) == [key(10), key(11)]
     assert all(b.records[key(i)].info.metadata == {"v": "2"} for i in range(3))  # type: ignore[union-attr]
-    assert b.leases[key(10)].renewed == a.leases[key(10)].renewed
+    assert b.entries[key(10)].renewed == a.entries[key(10)].renewed
 
 
 def test_paging_with_more() -> None:

@@ -109,7 +109,7 @@ class ClusterMachine(RuleBasedStateMachine):
         record = replica.register(info(key.instance_id, host=host), self.cluster.local_ms(name))
         assert replica.records[key] == record  # I7: accepted whatever the partition
         self._acked(name, key, None)
-        self.renewals[key].append(Write(replica.leases[key].renewed, None, name))
+        self.renewals[key].append(Write(replica.entries[key].renewed, None, name))
 
     @rule(name=nodes, key=keys, host=st.sampled_from(["h1", "h2", "h3"]))
     def register(self, name: str, key: InstanceKey, host: str) -> None:
@@ -167,7 +167,7 @@ class ClusterMachine(RuleBasedStateMachine):
         name = self._node(name)
         replica = self.cluster.node(name)
         if replica.renew(key, self.cluster.local_ms(name)):
-            self.renewals[key].append(Write(replica.leases[key].renewed, None, name))
+            self.renewals[key].append(Write(replica.entries[key].renewed, None, name))
             self.cluster.after_write(name)
 
     @rule(name=nodes, key=keys)
@@ -205,7 +205,7 @@ class ClusterMachine(RuleBasedStateMachine):
             for write in self.writes[key]:
                 if write.certain and write.rank > held:
                     write.certain = False  # only the restarted node held it (unless a message is in flight)
-            renewed = max((r.leases[key].renewed for r in others if key in r.leases), default=ZERO)
+            renewed = max((r.entries[key].renewed for r in others if key in r.entries), default=ZERO)
             for renewal in self.renewals[key]:
                 if renewal.certain and renewal.stamp > renewed:
                     renewal.certain = False
@@ -243,9 +243,9 @@ class ClusterMachine(RuleBasedStateMachine):
                 replica = self.cluster.node(home)
                 record = replica.records.get(key)
                 if record is not None and record.info is not None:
-                    assert not replica.leases[key].evicted, f"I4: {key} renews at {home} but was evicted there"
+                    assert not replica.entries[key].evicted, f"I4: {key} renews at {home} but was evicted there"
                 if replica.renew(key, self.cluster.local_ms(home)):
-                    self.renewals[key].append(Write(replica.leases[key].renewed, None, home))
+                    self.renewals[key].append(Write(replica.entries[key].renewed, None, home))
                     self.cluster.after_write(home)
                 else:  # 404 (cancelled, evicted, unknown after a restart, status UNKNOWN): re-register
                     self._register(home, key, "hb")
@@ -280,7 +280,7 @@ class ClusterMachine(RuleBasedStateMachine):
         for key in KEYS:
             states = {n: state(self.cluster.node(n).records.get(key)) for n in self.names}
             assert all(s == states[self.names[0]] for s in states.values()), f"I1/I6: replicas disagree: {states}"
-            renewed = {n: self.cluster.node(n).leases[key].renewed if key in self.cluster.node(n).leases else ZERO
+            renewed = {n: self.cluster.node(n).entries[key].renewed if key in self.cluster.node(n).entries else ZERO
                        for n in self.names}
             assert len(set(renewed.values())) == 1, f"I1: renewal registers disagree on {key}: {renewed}"
 

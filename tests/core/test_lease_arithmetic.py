@@ -84,7 +84,7 @@ def test_evicted_instance_returns_when_it_renews_elsewhere() -> None:
     b.receive(push(a, record), T0)
     assert b.evict(T0 + 90_000) == [key(0)]
     a.renew(key(0), T0 + 89_000)
-    renewal = RenewalUpdate(key(0), a.leases[key(0)].renewed, age_ms=1_500)  # a learned of it 1.5 s ago
+    renewal = RenewalUpdate(key(0), a.entries[key(0)].renewed, age_ms=1_500)  # a learned of it 1.5 s ago
     b.receive(Push(Delta(a.replica_id, 0, a.log.head, (), (renewal,))), T0 + 90_500)
     assert b.visible(key(0)) is not None
     assert b.evict(T0 + 90_600) == []  # its lease restarted at the renewal, 1.5 s ago on a's clock

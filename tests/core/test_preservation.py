@@ -152,7 +152,7 @@ def test_i5_cut_off_node_stops_evicting_then_resumes_after_recovery() -> None:
         renew_all(cluster, "a", keys)
         assert c.counters.evictions == 0
     assert c.preservation.active and c.preservation.transitions == 1
-    assert all(c.leases[k].expired(cluster.local_ms("c"), SHORT.lease_duration_ms) for k in keys)
+    assert all(c.entries[k].expired(cluster.local_ms("c"), SHORT.lease_duration_ms) for k in keys)
 
     cluster.heal()
     released_at = None

@@ -60,7 +60,7 @@ def test_tombstones_are_kept_for_the_ttl_then_collected() -> None:
     r.register(info(), T0)
     r.cancel(K, T0 + 1)
     assert r.collect_garbage(T0 + 10_000) == 0 and K in r.records
-    assert r.collect_garbage(T0 + 10_001) == 1 and K not in r.records and K not in r.leases
+    assert r.collect_garbage(T0 + 10_001) == 1 and K not in r.records and K not in r.entries
 
 
 def test_concurrent_conflict_is_counted_once() -> None:
@@ -88,7 +88,7 @@ def same_everywhere(cluster: SimCluster) -> bool:
     first = nodes[0]
     keys = set().union(*(r.records for r in nodes))
     return all(state(r.records.get(k)) == state(first.records.get(k)) for r in nodes for k in keys) and all(
-        (r.leases[k].renewed if k in r.leases else None) == (first.leases[k].renewed if k in first.leases else None)
+        (r.entries[k].renewed if k in r.entries else None) == (first.entries[k].renewed if k in first.entries else None)
         for r in nodes for k in keys)
 
 
