@@ -79,8 +79,8 @@ def share_repeated(fields: dict[str, object]) -> dict[str, object]:
             fields[name] = _shared.get(value) or _remember(value, value)
     for name in ("metadata", "data_center_metadata"):
         value = fields.get(name)
-        if isinstance(value, Mapping):
-            fields[name] = shared_map(value)
+        if value is not None:
+            fields[name] = shared_map(value)  # type: ignore[arg-type]
     return fields
 
 
@@ -160,8 +160,8 @@ class InstanceInfo:
         if unknown:
             raise ValueError(f"unknown instance fields: {sorted(unknown)}")
         values = dict(data)
-        values["status"] = Status(values.get("status", "UP"))
-        values["overridden_status"] = Status(values.get("overridden_status", "UNKNOWN"))
+        values["status"] = _status(values.get("status", "UP"))
+        values["overridden_status"] = _status(values.get("overridden_status", "UNKNOWN"))
         for name in ("metadata", "data_center_metadata"):
             mapping = values.get(name, {})
             if not isinstance(mapping, dict) or not all(
@@ -179,6 +179,15 @@ class InstanceInfo:
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))
 _FIELD_SET = frozenset(_FIELD_NAMES)
+_STATUS_BY_NAME: dict[object, Status] = {status.value: status for status in Status}
+
+
+def _status(name: object) -> Status:
+    """`Status(name)` without Enum's slow lookup path (this runs for every replicated record)."""
+    try:
+        return _STATUS_BY_NAME[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"{name!r} is not a valid Status") from None
 
 
 def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None) -> InstanceInfo:

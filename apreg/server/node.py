@@ -99,17 +99,19 @@ class Node:
     # ----- after every state change ------------------------------------------------------------------------
 
     def committed(self) -> None:
-        """Publish what the core applied and schedule an eager push (coalesced for `push_window`)."""
+        """Schedule an eager push (coalesced for `push_window`) and publish what the core applied.
+
+        Pushers are woken before the feed's readers so that they run first: a change reaches the other nodes
+        (and their watchers) before this node spends time on its own watch streams."""
+        if self.links and not self._flush_pending:
+            if self.settings.push_window <= 0:
+                self._flush()  # the pushers wake now; what piles up while a push is in flight goes in the next one
+            else:
+                self._flush_pending = True
+                asyncio.get_running_loop().call_later(self.settings.push_window, self._flush)
         changes = self.replica.take_changes()
         if changes:
             self.feed.publish(changes)
-        if not self.links or self._flush_pending:
-            return
-        if self.settings.push_window <= 0:
-            self._flush()  # the pushers wake now; what piles up while a push is in flight goes in the next one
-        else:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_later(self.settings.push_window, self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
