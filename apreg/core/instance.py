@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 import sys
+import types
+import typing
 from types import MappingProxyType
 from typing import Mapping, NamedTuple, TypeVar
 
@@ -169,8 +171,12 @@ class InstanceInfo:
             ):
                 raise TypeError(f"{name} must map strings to strings")
             values[name] = mapping or EMPTY
+        for name, value in values.items():
+            accepted = _PLAIN_TYPES.get(name)
+            if accepted is not None and (type(value) not in accepted):
+                raise TypeError(f"{name} must be {' or '.join(t.__name__ for t in accepted)}, not {type(value).__name__}")
         for name in ("app", "instance_id", "host_name", "ip_addr"):
-            if not isinstance(values.get(name), str) or not values[name]:
+            if not values.get(name):
                 raise ValueError(f"{name} must be a non-empty string")
         if values["app"] != str(values["app"]).upper():
             raise ValueError("app must be upper-case")
@@ -180,6 +186,20 @@ class InstanceInfo:
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 _STATUS_BY_NAME: dict[object, Status] = {status.value: status for status in Status}
+
+
+def _plain_types() -> dict[str, tuple[type, ...]]:
+    """The exact types `from_dict` accepts per field, read off the annotations (statuses and maps are checked
+    on their own); a float field takes an int too, and no field takes a bool for an int."""
+    out: dict[str, tuple[type, ...]] = {}
+    for name, hint in typing.get_type_hints(InstanceInfo).items():
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if all(isinstance(option, type) and option is not Status for option in options):
+            out[name] = tuple(options) + ((int,) if float in options else ())
+    return out
+
+
+_PLAIN_TYPES = _plain_types()
 
 
 def _status(name: object) -> Status:
