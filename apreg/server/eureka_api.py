@@ -49,8 +49,9 @@ class EurekaApi:
 
     async def register(self, request: web.Request) -> web.Response:
         body = await read_body(request, self.node.settings.max_body_bytes)
-        info = codec.parse_register(body, request.content_type, request.match_info["app"], self.node.now_ms())
-        self.replica.register(info, self.node.now_ms())
+        now = self.node.now_ms()  # one reading: the instance, its stamp and its lease then share one int
+        info = codec.parse_register(body, request.content_type, request.match_info["app"], now)
+        self.replica.register(info, now)
         self.node.committed()
         return web.Response(status=204)
 
