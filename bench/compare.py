@@ -60,7 +60,7 @@ def table(results: list[dict]) -> str:
             f(s["visible_all_ms"]["p99"]), f(s["staleness_ms"]["p50"]),
             f(s["staleness_ms"]["p99"]), str(s["lost"])]
         part = f"{p['succeeded']}/{p['attempted']}" if p else "error"
-        heal = f(p["heal_visible_ms"]) if p else "-"
+        heal = f(p["heal_visible_ms"]) if p and p["succeeded"] else "-"  # nothing acknowledged: nothing to heal
         rows.append(f"{r['system']:<10} {cells[0]:>8} {cells[1]:>8} {cells[2]:>11} {cells[3]:>11} "
                     f"{cells[4]:>9} {cells[5]:>9} {cells[6]:>5} {part:>13} {heal:>9}")
     return "\n".join(rows)
