@@ -25,30 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apreg.core.config import CoreConfig  # noqa: E402
 from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, InstanceKey  # noqa: E402
-from apreg.core.messages import Delta, Digest, DigestReply, Message, Push  # noqa: E402
+from apreg.core.messages import Delta, Digest, DigestReply, Push  # noqa: E402
 from apreg.core.record import merge  # noqa: E402
 from apreg.server.app import tune_garbage_collector  # noqa: E402
 from apreg.core.replica import Replica  # noqa: E402
 from apreg.eureka.codec import parse_register  # noqa: E402
-
-try:
-    from apreg.peer.wire import encode  # the real wire codec, when present
-except ImportError:  # pragma: no cover - a stand-in with the same shape
-    import msgpack
-
-    def encode(message: Message) -> bytes:
-        def delta(d: Delta) -> list[object]:
-            return [d.sender, d.base, d.upto,
-                    [[r.key.app, r.key.instance_id, r.info and r.info.to_dict(), dict(r.vv), list(r.stamp)]
-                     for r in d.records],
-                    [[u.key.app, u.key.instance_id, list(u.renewed), u.age_ms] for u in d.renewals]]
-        if isinstance(message, Digest):
-            body: object = [message.sender, message.head, message.expect, message.since]
-        elif isinstance(message, DigestReply):
-            body = [delta(message.delta), message.more, message.your_watermark]
-        else:
-            body = delta(message.delta)
-        return msgpack.packb({"v": 1, "t": int(message.type), "b": body}, use_bin_type=True)
+from apreg.peer import wire  # noqa: E402
 
 T0 = 1_700_000_000_000
 
@@ -73,6 +55,19 @@ def populated(name: str, n: int, config: CoreConfig, peers: tuple[str, ...], hos
             replica.take_changes()  # the shell drains the change feed as it goes
     replica.take_changes()
     return replica
+
+
+def pull_over_wire(requester: Replica, responder: Replica, now: int) -> None:
+    """Anti-entropy pulls until in sync, every message through the wire codec, as between two nodes."""
+    more = True
+    while more:
+        reply = wire.decode(wire.encode(responder.receive(wire.decode(wire.encode(requester.digest_for("a"))),
+                                                          now)))  # type: ignore[arg-type]
+        assert isinstance(reply, DigestReply)
+        requester.receive(reply, now, peer="a")
+        requester.take_outbox()
+        requester.take_changes()
+        more = reply.more
 
 
 def receive_all(replica: Replica, pushes: list[Push], now: int) -> None:
@@ -135,6 +130,17 @@ def main() -> None:
     print(f"memory: {used / n:,.0f} bytes per instance (whole replica state, tracemalloc, {used / 2**20:,.1f} MiB); "
           f"of which the InstanceInfo content itself {content_used / n:,.0f} B, replication/lease/log state "
           f"{(used - content_used) / n:,.0f} B")
+    peer = Replica("p", "1", config, ("a",))
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    pull_over_wire(peer, a, T0 + 10_000)
+    gc.collect()
+    peer_used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert len(peer.records) == n
+    print(f"memory at a peer that pulled them all over the wire codec: {peer_used / n:,.0f} bytes per instance")
+    del peer
 
     # ----- merges per second, under CPython's default collector and under the one `apreg serve` sets -----
     now = T0 + 10_000
@@ -180,7 +186,7 @@ def main() -> None:
         start = time.perf_counter()
         digest, reply = exchange(b, a, now)
         times.append(time.perf_counter() - start)
-        sizes.append((len(encode(digest)), len(encode(reply))))
+        sizes.append((len(wire.encode(digest)), len(wire.encode(reply))))
     assert not reply.delta.records and not reply.delta.renewals
     d_size, r_size = sizes[-1]
     print(f"anti-entropy in sync: Digest {d_size} B + DigestReply {r_size} B = {d_size + r_size} B; "
@@ -195,8 +201,8 @@ def main() -> None:
     start = time.perf_counter()
     digest, reply = exchange(b, a, now + 10)
     elapsed = time.perf_counter() - start
-    print(f"anti-entropy with 1 % differing ({changed:,} records): Digest {len(encode(digest))} B + DigestReply "
-          f"{len(encode(reply)):,} B ({len(reply.delta.records)} records, more={reply.more}); "
+    print(f"anti-entropy with 1 % differing ({changed:,} records): Digest {len(wire.encode(digest))} B + DigestReply "
+          f"{len(wire.encode(reply)):,} B ({len(reply.delta.records)} records, more={reply.more}); "
           f"exchange {elapsed * 1e3:.1f} ms")
 
 

@@ -14,8 +14,6 @@ from .instance import InstanceKey
 from .lease import Lease
 from .record import Record
 
-Source = tuple[str, int]  # (sender replica id, its log sequence for the change): what forwarding leaves out
-
 
 @dataclass(slots=True, kw_only=True)
 class Entry(Lease):
@@ -23,8 +21,13 @@ class Entry(Lease):
     record: Record | None = None  # None until a record arrives (a renewal may come first)
     record_seq: int = 0  # our log sequence of the current record (0: not logged)
     renewal_seq: int = 0  # our log sequence of the current renewal
-    record_source: Source | None = None  # None: written here, or a merge of several sources
-    renewal_source: Source | None = None
+    # Where the current record / renewal came from, which forwarding uses to leave out what a peer gets from the
+    # source itself: the sender's replica id ("" when written here, or merged from several) and its log sequence.
+    # Two plain slots rather than one (sender, sequence) tuple: that tuple would cost 56 bytes per key.
+    record_from: str = ""
+    record_from_seq: int = 0
+    renewal_from: str = ""
+    renewal_from_seq: int = 0
 
     @property
     def position(self) -> int:

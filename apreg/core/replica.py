@@ -20,7 +20,7 @@ from .clock import ZERO, ClockSkewError, HybridClock, Timestamp
 from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
-from .entry import Entry, RecordView, Source
+from .entry import Entry, RecordView
 from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
@@ -197,24 +197,25 @@ class Replica:
         else:
             vv, epoch = advance(previous.vv, self.replica_id), previous.rank[0]
         record = Record(key, info, vv, self.clock.tick(now_ms), epoch)
-        self._store(record, entry, now_ms, source=None, renewed=record.stamp if renew else None)
+        self._store(record, entry, now_ms, renewed=record.stamp if renew else None)
         return record
 
     def _renewed(self, entry: Entry, stamp: Timestamp, now_ms: int) -> None:
         """A renewal made here: the lease clock restarts now."""
-        entry.renewed, entry.anchor_ms, entry.evicted, entry.renewal_source = stamp, now_ms, False, None
+        entry.renewed, entry.anchor_ms, entry.evicted = stamp, now_ms, False
+        entry.renewal_from, entry.renewal_from_seq = "", 0
         self.counters.renewals_local += 1
 
     # ----- applying state ----------------------------------------------------------------------------------
 
-    def _store(self, record: Record, entry: Entry | None, now_ms: int, source: Source | None,
+    def _store(self, record: Record, entry: Entry | None, now_ms: int, sender: str = "", sender_seq: int = 0,
                renewed: Timestamp | None = None) -> None:
         key = record.key
         if entry is None:
             entry = self.entries[key] = Entry(key=key, anchor_ms=now_ms, first_seen_ms=now_ms)
         previous = entry.record
         was_visible = previous is not None and previous.info is not None and not entry.evicted
-        entry.record, entry.record_source = record, source
+        entry.record, entry.record_from, entry.record_from_seq = record, sender, sender_seq
         if record.info is None:
             self._tombstoned_at[key] = now_ms
         else:
@@ -235,7 +236,7 @@ class Replica:
         if action is not None and info is not None:
             self.changes.append(Change(key, action, record, now_ms, info))
 
-    def _apply_record(self, incoming: Record, now_ms: int, source: Source) -> bool:
+    def _apply_record(self, incoming: Record, now_ms: int, sender: str, sender_seq: int) -> bool:
         info, key = incoming.info, incoming.key
         if info is not None and (info.app != key.app or info.instance_id != key.instance_id):
             self.counters.rejected_items += 1
@@ -250,10 +251,13 @@ class Replica:
         self.counters.conflicts += merged.conflict
         if merged.changed:
             as_sent = merged.record is incoming or merged.record == incoming  # `is` first: == compares content
-            self._store(merged.record, entry, now_ms, source=source if as_sent else None)
+            if as_sent:
+                self._store(merged.record, entry, now_ms, sender, sender_seq)
+            else:
+                self._store(merged.record, entry, now_ms)
         return True
 
-    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, source: Source) -> bool:
+    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str, sender_seq: int) -> bool:
         try:
             self.clock.observe(update.renewed, now_ms)
         except ClockSkewError:
@@ -266,7 +270,7 @@ class Replica:
         if update.renewed <= entry.renewed:
             return True
         age = max(0, update.age_ms)
-        entry.renewed, entry.renewal_source = update.renewed, source
+        entry.renewed, entry.renewal_from, entry.renewal_from_seq = update.renewed, sender, sender_seq
         entry.anchor_ms = max(entry.anchor_ms, now_ms - age)
         self.counters.renewals_replicated += 1
         self.log.note(entry, record=False, renewal=True)
@@ -282,9 +286,9 @@ class Replica:
         self._heard_ms[sender] = now_ms
         self._peer_direct[sender] = frozenset(delta.direct)
         # Renewals first, so a record arriving in the same delta finds its lease clock already set.
-        accepted = all([self._apply_renewal(u, now_ms, (sender, u.seq or delta.upto)) for u in delta.renewals])
+        accepted = all([self._apply_renewal(u, now_ms, sender, u.seq or delta.upto) for u in delta.renewals])
         seqs = delta.record_seqs or (delta.upto,) * len(delta.records)
-        accepted = all([self._apply_record(r, now_ms, (sender, seq))
+        accepted = all([self._apply_record(r, now_ms, sender, seq)
                         for r, seq in zip(delta.records, seqs, strict=True)]) and accepted
         if accepted:
             self._credit(sender, delta.base, delta.upto, delta.covered)
@@ -364,10 +368,9 @@ class Replica:
         holds = holds or {}
         covered: dict[str, int] = {}
 
-        def wanted(source: Source | None) -> bool:
-            if source is None:
+        def wanted(replica: str, seq: int) -> bool:
+            if not replica:
                 return True
-            replica, seq = source
             if replica == receiver:
                 return False
             if replica in direct or holds.get(replica, 0) >= seq:
@@ -375,9 +378,9 @@ class Replica:
                 return False
             return True
 
-        records = [(seq, e.record) for seq, e in page.records if e.record is not None and wanted(e.record_source)]
+        records = [(seq, e.record) for seq, e in page.records if e.record is not None and wanted(e.record_from, e.record_from_seq)]
         renewals = tuple(RenewalUpdate(e.key, e.renewed, now_ms - e.anchor_ms, seq)
-                         for seq, e in page.renewals if wanted(e.renewal_source))
+                         for seq, e in page.renewals if wanted(e.renewal_from, e.renewal_from_seq))
         return Delta(self.replica_id, base, page.upto, tuple(r for _, r in records), renewals,
                      tuple(seq for seq, _ in records), tuple(sorted(covered.items())), self._direct(now_ms))
 

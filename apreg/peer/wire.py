@@ -6,11 +6,12 @@ core: a peer's bad message is refused with `WireError`, logged and counted, and 
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgpack
 
-from apreg.core.clock import Timestamp
+from apreg.core.clock import ZERO, Timestamp
 from apreg.core.instance import InstanceInfo, InstanceKey, shared_map
 from apreg.core.messages import Delta, Digest, DigestReply, Message, MessageType, Push, RenewalUpdate
 from apreg.core.record import Record
@@ -82,25 +83,35 @@ def _undelta(body: Any) -> Delta:
         raise WireError("record_seqs must give one sequence per record")
     if not isinstance(direct, list) or len(direct) > MAX_ITEMS:
         raise WireError("direct must be a list of replica ids")
-    return Delta(_str(sender), _int(base), _int(upto), tuple(_record(r) for r in records),
-                 tuple(_renewal(u) for u in renewals), tuple(_int(q) for q in record_seqs), _pairs(covered),
-                 tuple(_str(r) for r in direct))
+    shared: dict[object, Any] = {}  # equal stamps and sequences in one frame share one object (memory)
+    return Delta(_str(sender), _int(base), _int(upto), tuple(_record(r, shared) for r in records),
+                 tuple(_renewal(u, shared) for u in renewals), tuple(_seq(q, shared) for q in record_seqs),
+                 _pairs(covered), tuple(_str(r) for r in direct))
 
 
-def _record(item: Any) -> Record:
+def _record(item: Any, shared: dict[object, Any]) -> Record:
     app, instance_id, info, vv, stamp, epoch = _fields(item, 6)
-    key = InstanceKey(_str(app), _str(instance_id))
     if not isinstance(vv, dict) or not all(isinstance(k, str) and _int(v) > 0 for k, v in vv.items()):
         raise WireError("version vector must map replica ids to positive counters")
-    decoded = None if info is None else InstanceInfo.from_dict(_map(info))
-    if decoded is not None and decoded.key != key:
-        raise WireError("record key does not match its instance")
-    return Record(key, decoded, shared_map(vv), _stamp(stamp), _stamp(epoch))
+    if info is None:
+        key = InstanceKey(sys.intern(_str(app)), _str(instance_id))
+        decoded = None
+    else:
+        decoded = InstanceInfo.from_dict(_map(info))
+        key = decoded.key  # shares the instance's strings
+        if key != (app, instance_id):
+            raise WireError("record key does not match its instance")
+    shared[key] = key  # this record's renewal in the same frame takes the same key (see _renewal)
+    return Record(key, decoded, shared_map(vv), _stamp(stamp, shared), _stamp(epoch, shared))
 
 
-def _renewal(item: Any) -> RenewalUpdate:
+def _renewal(item: Any, shared: dict[object, Any]) -> RenewalUpdate:
     app, instance_id, stamp, age, seq = _fields(item, 5)
-    return RenewalUpdate(InstanceKey(_str(app), _str(instance_id)), _stamp(stamp), _int(age), _int(seq))
+    named = (_str(app), _str(instance_id))
+    # A registration's renewal arrives with its record, and may create the key's entry: it takes the record's key
+    # object, whose strings the instance shares, rather than keep copies of its own.
+    key = shared.get(named) or InstanceKey(sys.intern(named[0]), named[1])
+    return RenewalUpdate(key, _stamp(stamp, shared), _int(age), _seq(seq, shared))
 
 
 def _pairs(value: Any) -> tuple[tuple[str, int], ...]:
@@ -110,9 +121,14 @@ def _pairs(value: Any) -> tuple[tuple[str, int], ...]:
     return tuple((_str(replica), _int(seq)) for replica, seq in (_fields(p, 2) for p in value))
 
 
-def _stamp(value: Any) -> Timestamp:
+def _stamp(value: Any, shared: dict[object, Any]) -> Timestamp:
     wall, logical, replica = _fields(value, 3)
-    return Timestamp(_int(wall), _int(logical), _str(replica))
+    stamp = Timestamp(_int(wall), _int(logical), sys.intern(_str(replica)))
+    return ZERO if stamp == ZERO else shared.setdefault(stamp, stamp)
+
+
+def _seq(value: Any, shared: dict[object, Any]) -> int:
+    return shared.setdefault(_int(value), value)  # type: ignore[no-any-return]
 
 
 def _fields(value: Any, count: int) -> list[Any]:
