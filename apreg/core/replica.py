@@ -484,8 +484,10 @@ class Replica:
         doomed += [k for k, entry in self.entries.items()
                    if entry.evicted and now_ms - entry.anchor_ms >= ttl and k not in self._tombstoned_at]
         for replica in [r for r, at in self._heard_ms.items() if now_ms - at >= ttl]:
-            del self._heard_ms[replica]  # old incarnations and long-gone peers
+            del self._heard_ms[replica]  # old incarnations and long-gone peers: every digest would carry them
             self._peer_direct.pop(replica, None)
+            self.watermarks.pop(replica, None)
+            self._uncredited.pop(replica, None)
         for key in doomed:
             entry = self.entries.pop(key, None)
             if entry is not None:

@@ -63,6 +63,19 @@ def test_tombstones_are_kept_for_the_ttl_then_collected() -> None:
     assert r.collect_garbage(T0 + 10_001) == 1 and K not in r.records and K not in r.entries
 
 
+def test_old_incarnations_of_a_peer_are_forgotten_after_the_ttl() -> None:
+    """A restarted node is a new replica id; the old one's watermark must not ride in every digest forever."""
+    config = CoreConfig(tombstone_ttl_ms=10_000)
+    b = Replica("b", "1", config, ("a",))
+    old, new = Replica("a", "1", config), Replica("a", "2", config)
+    b.receive(Push(Delta(old.replica_id, 0, 1, (old.register(info(), T0),), ())), T0)
+    b.receive(Push(Delta(new.replica_id, 0, 1, (new.register(info("i-2"), T0 + 8_000),), ())), T0 + 8_000)
+    assert set(b.watermarks) == {"a~1", "a~2"}
+    assert b.collect_garbage(T0 + 10_000) == 0 and set(b.watermarks) == {"a~2"}
+    assert b.digest_for("a").holds == (("a~2", 1),)
+    assert set(b.records) == {K, InstanceKey("SVC", "i-2")}  # what the old incarnation wrote stays
+
+
 def test_concurrent_conflict_is_counted_once() -> None:
     a, b = Replica("a", "1"), Replica("b", "1")
     ra = a.register(info(host="ha"), T0)
