@@ -46,10 +46,10 @@ def test_log_holds_each_key_once_and_pages_whole_keys() -> None:
 
 
 @given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["record", "renewal", "both", "forget"])), max_size=40),
-       st.integers(1, 4), st.data())
+       st.integers(1, 4), st.integers(0, 3), st.data())
 def test_paging_from_any_position_delivers_every_later_change(ops: list[tuple[int, str]], limit: int,
-                                                              data: st.DataObject) -> None:
-    log, entries = ChangeLog(), [Entry(key=key(i)) for i in range(6)]
+                                                              compact_after: int, data: st.DataObject) -> None:
+    log, entries = ChangeLog(compact_after=compact_after), [Entry(key=key(i)) for i in range(6)]
     for i, op in ops:
         if op == "forget":
             log.forget(entries[i])
