@@ -209,7 +209,9 @@ class Replica:
     # ----- applying state ----------------------------------------------------------------------------------
 
     def _store(self, record: Record, entry: Entry | None, now_ms: int, sender: str = "", sender_seq: int = 0,
-               renewed: Timestamp | None = None) -> None:
+               renewed: Timestamp | None = None, renewal_to_log: bool = False) -> None:
+        """Keep a record for its key. `renewed`: a local renewal made with it (a registration);
+        `renewal_to_log`: a replicated renewal applied just before, logged together with the record."""
         key = record.key
         if entry is None:
             entry = self.entries[key] = Entry(key=key, anchor_ms=now_ms, first_seen_ms=now_ms)
@@ -227,7 +229,7 @@ class Replica:
                     entry.evicted, entry.anchor_ms = False, now_ms
         if renewed is not None:
             self._renewed(entry, renewed, now_ms)
-        self.log.note(entry, record=True, renewal=renewed is not None)
+        self.log.note(entry, record=True, renewal=renewed is not None or renewal_to_log)
         shown = previous if was_visible else None
         self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
 
@@ -236,7 +238,8 @@ class Replica:
         if action is not None and info is not None:
             self.changes.append(Change(key, action, record, now_ms, info))
 
-    def _apply_record(self, incoming: Record, now_ms: int, sender: str, sender_seq: int) -> bool:
+    def _apply_record(self, incoming: Record, now_ms: int, sender: str, sender_seq: int,
+                      unlogged: dict[InstanceKey, Entry]) -> bool:
         info, key = incoming.info, incoming.key
         if info is not None and (info.app != key.app or info.instance_id != key.instance_id):
             self.counters.rejected_items += 1
@@ -251,13 +254,17 @@ class Replica:
         self.counters.conflicts += merged.conflict
         if merged.changed:
             as_sent = merged.record is incoming or merged.record == incoming  # `is` first: == compares content
+            also_renewal = unlogged.pop(key, None) is not None
             if as_sent:
-                self._store(merged.record, entry, now_ms, sender, sender_seq)
+                self._store(merged.record, entry, now_ms, sender, sender_seq, renewal_to_log=also_renewal)
             else:
-                self._store(merged.record, entry, now_ms)
+                self._store(merged.record, entry, now_ms, renewal_to_log=also_renewal)
         return True
 
-    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str, sender_seq: int) -> bool:
+    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str, sender_seq: int,
+                       unlogged: dict[InstanceKey, Entry]) -> bool:
+        """Raise the key's renewal register; the change goes into `unlogged` for the caller to log (with the
+        key's record when one follows in the same delta: one log position, one sequence, instead of two)."""
         try:
             self.clock.observe(update.renewed, now_ms)
         except ClockSkewError:
@@ -273,7 +280,7 @@ class Replica:
         entry.renewed, entry.renewal_from, entry.renewal_from_seq = update.renewed, sender, sender_seq
         entry.anchor_ms = max(entry.anchor_ms, now_ms - age)
         self.counters.renewals_replicated += 1
-        self.log.note(entry, record=False, renewal=True)
+        unlogged[key] = entry
         record = entry.record
         if entry.evicted and record is not None and record.info is not None:
             entry.evicted = False  # it renewed somewhere after we evicted it: it comes back
@@ -286,10 +293,14 @@ class Replica:
         self._heard_ms[sender] = now_ms
         self._peer_direct[sender] = frozenset(delta.direct)
         # Renewals first, so a record arriving in the same delta finds its lease clock already set.
-        accepted = all([self._apply_renewal(u, now_ms, sender, u.seq or delta.upto) for u in delta.renewals])
+        unlogged: dict[InstanceKey, Entry] = {}
+        accepted = all([self._apply_renewal(u, now_ms, sender, u.seq or delta.upto, unlogged)
+                        for u in delta.renewals])
         seqs = delta.record_seqs or (delta.upto,) * len(delta.records)
-        accepted = all([self._apply_record(r, now_ms, sender, seq)
+        accepted = all([self._apply_record(r, now_ms, sender, seq, unlogged)
                         for r, seq in zip(delta.records, seqs, strict=True)]) and accepted
+        for entry in unlogged.values():  # renewals whose record did not change
+            self.log.note(entry, record=False, renewal=True)
         if accepted:
             self._credit(sender, delta.base, delta.upto, delta.covered)
 

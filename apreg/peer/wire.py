@@ -18,6 +18,7 @@ from apreg.core.record import Record
 
 WIRE_VERSION = 1
 MAX_ITEMS = 100_000  # records or renewals in one frame
+_TIMESTAMP_FIELDS = ("last_updated_timestamp", "last_dirty_timestamp")
 
 
 class WireError(ValueError):
@@ -84,9 +85,10 @@ def _undelta(body: Any) -> Delta:
     if not isinstance(direct, list) or len(direct) > MAX_ITEMS:
         raise WireError("direct must be a list of replica ids")
     shared: dict[object, Any] = {}  # equal stamps and sequences in one frame share one object (memory)
-    return Delta(_str(sender), _int(base), _int(upto), tuple(_record(r, shared) for r in records),
+    # Replica ids are interned: entries keep the sender's id, and a one-record push must not leave a copy per entry.
+    return Delta(sys.intern(_str(sender)), _int(base), _int(upto), tuple(_record(r, shared) for r in records),
                  tuple(_renewal(u, shared) for u in renewals), tuple(_seq(q, shared) for q in record_seqs),
-                 _pairs(covered), tuple(_str(r) for r in direct))
+                 _pairs(covered), tuple(sys.intern(_str(r)) for r in direct))
 
 
 def _record(item: Any, shared: dict[object, Any]) -> Record:
@@ -97,7 +99,12 @@ def _record(item: Any, shared: dict[object, Any]) -> Record:
         key = InstanceKey(sys.intern(_str(app)), _str(instance_id))
         decoded = None
     else:
-        decoded = InstanceInfo.from_dict(_map(info))
+        raw = _map(info)
+        for name in _TIMESTAMP_FIELDS:  # usually equal to the stamp's wall time: one int for both
+            value = raw.get(name)
+            if type(value) is int:
+                raw[name] = shared.setdefault(value, value)
+        decoded = InstanceInfo.from_dict(raw)
         key = decoded.key  # shares the instance's strings
         if key != (app, instance_id):
             raise WireError("record key does not match its instance")
@@ -123,7 +130,8 @@ def _pairs(value: Any) -> tuple[tuple[str, int], ...]:
 
 def _stamp(value: Any, shared: dict[object, Any]) -> Timestamp:
     wall, logical, replica = _fields(value, 3)
-    stamp = Timestamp(_int(wall), _int(logical), sys.intern(_str(replica)))
+    wall = _int(wall)
+    stamp = Timestamp(shared.setdefault(wall, wall), _int(logical), sys.intern(_str(replica)))
     return ZERO if stamp == ZERO else shared.setdefault(stamp, stamp)
 
 
