@@ -253,7 +253,7 @@ class Replica:
         merged = merge(entry.record if entry is not None else None, incoming)
         self.counters.conflicts += merged.conflict
         if merged.changed:
-            as_sent = merged.record is incoming or merged.record == incoming  # `is` first: == compares content
+            as_sent = merged.record is incoming  # kept as sent (a merge that builds a new record names no source)
             also_renewal = unlogged.pop(key, None) is not None
             if as_sent:
                 self._store(merged.record, entry, now_ms, sender, sender_seq, renewal_to_log=also_renewal)
