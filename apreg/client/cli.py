@@ -21,7 +21,7 @@ from ._http import ACCEPT_JSON, NETWORK_ERRORS, NodeFailed, NodePool
 DEFAULT_REGISTRY = "http://127.0.0.1:8761"
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     registry_help = f"registry base URLs, comma-separated (default: $APREG_REGISTRY or {DEFAULT_REGISTRY})"
 
     reg = subparsers.add_parser("register", help="register an instance and renew it until Ctrl-C/SIGTERM")

@@ -13,7 +13,7 @@ import sys
 import types
 import typing
 from types import MappingProxyType
-from typing import Mapping, NamedTuple, TypeVar
+from typing import Any, Mapping, NamedTuple, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -69,7 +69,7 @@ def shared_map(mapping: Mapping[K, V]) -> Mapping[K, V]:
     return found if found is not None else _remember(items, MappingProxyType(dict(items)))  # type: ignore
 
 
-def share_repeated(fields: dict[str, object]) -> dict[str, object]:
+def share_repeated(fields: dict[str, Any]) -> dict[str, Any]:
     """Swap values that usually repeat across instances for one shared copy each; returns `fields`."""
     for name in SHARED_STRING_FIELDS:
         value = fields.get(name)
@@ -82,7 +82,7 @@ def share_repeated(fields: dict[str, object]) -> dict[str, object]:
     for name in ("metadata", "data_center_metadata"):
         value = fields.get(name)
         if value is not None:
-            fields[name] = shared_map(value)  # type: ignore[arg-type]
+            fields[name] = shared_map(value)
     return fields
 
 
@@ -180,7 +180,7 @@ class InstanceInfo:
                 raise ValueError(f"{name} must be a non-empty string")
         if values["app"] != str(values["app"]).upper():
             raise ValueError("app must be upper-case")
-        return InstanceInfo(**share_repeated(values))  # type: ignore[arg-type]
+        return InstanceInfo(**share_repeated(values))
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))

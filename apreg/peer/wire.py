@@ -136,7 +136,7 @@ def _stamp(value: Any, shared: dict[object, Any]) -> Timestamp:
 
 
 def _seq(value: Any, shared: dict[object, Any]) -> int:
-    return shared.setdefault(_int(value), value)  # type: ignore[no-any-return]
+    return shared.setdefault(_int(value), value)
 
 
 def _fields(value: Any, count: int) -> list[Any]:
