@@ -7,11 +7,11 @@ metadata shares one empty read-only mapping (`EMPTY`) instead of holding an empt
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from enum import Enum
 import sys
 import types
 import typing
+from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, TypeVar
 
@@ -173,8 +173,9 @@ class InstanceInfo:
             values[name] = mapping or EMPTY
         for name, value in values.items():
             accepted = _PLAIN_TYPES.get(name)
-            if accepted is not None and (type(value) not in accepted):
-                raise TypeError(f"{name} must be {' or '.join(t.__name__ for t in accepted)}, not {type(value).__name__}")
+            if accepted is not None and type(value) not in accepted:
+                wanted = " or ".join(t.__name__ for t in accepted)
+                raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
         for name in ("app", "instance_id", "host_name", "ip_addr"):
             if not values.get(name):
                 raise ValueError(f"{name} must be a non-empty string")

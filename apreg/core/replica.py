@@ -253,12 +253,10 @@ class Replica:
         merged = merge(entry.record if entry is not None else None, incoming)
         self.counters.conflicts += merged.conflict
         if merged.changed:
-            as_sent = merged.record is incoming  # kept as sent (a merge that builds a new record names no source)
-            also_renewal = unlogged.pop(key, None) is not None
-            if as_sent:
-                self._store(merged.record, entry, now_ms, sender, sender_seq, renewal_to_log=also_renewal)
-            else:
-                self._store(merged.record, entry, now_ms, renewal_to_log=also_renewal)
+            if merged.record is not incoming:  # a merge that builds a new record names no source
+                sender, sender_seq = "", 0
+            self._store(merged.record, entry, now_ms, sender, sender_seq,
+                        renewal_to_log=unlogged.pop(key, None) is not None)
         return True
 
     def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str, sender_seq: int,
@@ -389,7 +387,8 @@ class Replica:
                 return False
             return True
 
-        records = [(seq, e.record) for seq, e in page.records if e.record is not None and wanted(e.record_from, e.record_from_seq)]
+        records = [(seq, e.record) for seq, e in page.records
+                   if e.record is not None and wanted(e.record_from, e.record_from_seq)]
         renewals = tuple(RenewalUpdate(e.key, e.renewed, now_ms - e.anchor_ms, seq)
                          for seq, e in page.renewals if wanted(e.renewal_from, e.renewal_from_seq))
         return Delta(self.replica_id, base, page.upto, tuple(r for _, r in records), renewals,
@@ -476,17 +475,16 @@ class Replica:
         self.update_preservation(now_ms)
         if not self.preservation.allows_eviction:
             return []
-        live = [(e.anchor_ms, e.key, e.record.info, e) for e in self.entries.values()
+        live = [(e.anchor_ms, e.key, e.record, e.record.info, e) for e in self.entries.values()
                 if e.record is not None and e.record.info is not None and not e.evicted]
-        expired = sorted((item for item in live if item[3].expired(now_ms, self.lease_duration_ms(item[2]))),
+        expired = sorted((item for item in live if item[4].expired(now_ms, self.lease_duration_ms(item[3]))),
                          key=lambda item: item[:2])
         victims = expired[:eviction_cap(len(live), self.config.max_eviction_fraction)]
-        for _, key, info, entry in victims:
+        for _, key, record, info, entry in victims:
             entry.evicted = True
             self.counters.evictions += 1
-            assert entry.record is not None
-            self._emit(key, Action.EVICT, entry.record, now_ms, info)
-        return [key for _, key, _, _ in victims]
+            self._emit(key, Action.EVICT, record, now_ms, info)
+        return [key for _, key, _, _, _ in victims]
 
     def collect_garbage(self, now_ms: int) -> int:
         """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+import time
 from typing import Mapping
 
 TIMESTAMP_HEADER = "X-Apreg-Timestamp"
@@ -20,6 +21,11 @@ SIGNATURE_HEADER = "X-Apreg-Signature"
 DEFAULT_WINDOW_MS = 30_000
 FRAME_METHOD = "WS"
 _FRAME_HEAD = struct.Struct(">Q32s")  # timestamp ms, raw HMAC-SHA256
+
+
+def wall_ms() -> int:
+    """Unix time in ms: what signatures carry and are checked against (and the node's default clock)."""
+    return time.time_ns() // 1_000_000
 
 
 class AuthError(ValueError):

@@ -27,10 +27,6 @@ CLOSE_TIMEOUT_S = 1.0  # wait for the other side's close frame; keeps shutdown q
 NO_STREAM_STATUSES = (404, 405)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(slots=True)
 class PeerStream:
     """The push channel to one peer. The eager pusher and anti-entropy's repair pushes share it, hence the lock."""
@@ -55,7 +51,7 @@ class PeerStream:
             return
         body = wire.encode(push)
         secret = self.transport.secret
-        frame = body if secret is None else auth.sign_frame(secret, STREAM_PATH, body, now_ms())
+        frame = body if secret is None else auth.sign_frame(secret, STREAM_PATH, body, auth.wall_ms())
         try:
             async with asyncio.timeout(self.transport.timeout.total):  # a peer that stopped reading
                 await self.ws.send_bytes(frame)
@@ -75,7 +71,7 @@ class PeerStream:
 
     async def _connect(self) -> None:
         secret, url = self.transport.secret, self.link.url
-        headers = None if secret is None else auth.sign(secret, "GET", STREAM_PATH, b"", now_ms())
+        headers = None if secret is None else auth.sign(secret, "GET", STREAM_PATH, b"", auth.wall_ms())
         try:
             async with asyncio.timeout(self.transport.timeout.total):
                 ws = await self.transport.session.ws_connect(

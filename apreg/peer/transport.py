@@ -76,7 +76,7 @@ class PeerTransport:
         body = wire.encode(message)
         headers = {"Content-Type": "application/msgpack"}
         if self.secret is not None:
-            headers.update(auth.sign(self.secret, "POST", MESSAGES_PATH, body, time.time_ns() // 1_000_000))
+            headers.update(auth.sign(self.secret, "POST", MESSAGES_PATH, body, auth.wall_ms()))
         try:
             async with self.session.post(link.url + MESSAGES_PATH, data=body, headers=headers,
                                          timeout=self.timeout) as response:

@@ -17,6 +17,7 @@ import aiohttp
 from apreg.core.messages import Digest, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Outgoing, Replica
+from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
@@ -24,10 +25,6 @@ from .feed import ChangeFeed
 from .settings import NodeSettings
 
 log = logging.getLogger("apreg.node")
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
@@ -45,7 +44,7 @@ class PeerApi:
             return await handler(request)
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         try:
-            auth.verify(self.secret, request.method, request.path, body, request.headers, time.time_ns() // 1_000_000)
+            auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms())
         except auth.AuthError as exc:
             self.node.rejected.auth += 1
             log.warning("refused peer request from %s to %s: %s", request.remote, request.path, exc)
@@ -89,7 +88,7 @@ class PeerApi:
         body = frame.data
         if self.secret is not None:
             try:
-                body = auth.verify_frame(self.secret, STREAM_PATH, body, time.time_ns() // 1_000_000)
+                body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms())
             except auth.AuthError as exc:
                 self.node.rejected.auth += 1
                 log.warning("closing push stream from %s: %s", remote, exc)
