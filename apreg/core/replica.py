@@ -21,9 +21,11 @@ from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
+from .index import RegistryIndex
 from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
+from .sweep import SWEEP_SLICE, Sweep, SweepOutcome
 from .record import Record, merge
 from .version import VersionVector, advance
 
@@ -84,6 +86,7 @@ class Replica:
     fanout: int = 0  # peers per eager push; 0 means all
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     entries: dict[InstanceKey, Entry] = field(default_factory=dict)  # every key this replica knows
+    index: RegistryIndex = field(default_factory=RegistryIndex)  # the visible ones, by app, VIP and id
     log: ChangeLog = field(default_factory=ChangeLog)
     counters: Counters = field(default_factory=Counters)
     changes: list[Change] = field(default_factory=list)
@@ -98,7 +101,11 @@ class Replica:
     _heard_ms: dict[str, int] = field(default_factory=dict)  # replica id -> when a delta from it last arrived
     _peer_direct: dict[str, frozenset[str]] = field(default_factory=dict)  # what each peer hears directly
     _uncredited: dict[str, list[tuple[int, int, tuple[tuple[str, int], ...]]]] = field(default_factory=dict)
+    # When keys became tombstones / were evicted here, oldest first, so garbage collection reads only what is due.
     _tombstoned_at: dict[InstanceKey, int] = field(default_factory=dict)
+    _evicted_at: dict[InstanceKey, int] = field(default_factory=dict)
+    _sweep: Sweep | None = None
+    _eviction_requested: bool = False
     _next_peer: int = 0
     _flushed_head: int = 0
     _preservation_due: int = 0
@@ -201,8 +208,8 @@ class Replica:
         return record
 
     def _renewed(self, entry: Entry, stamp: Timestamp, now_ms: int) -> None:
-        """A renewal made here: the lease clock restarts now."""
-        entry.renewed, entry.anchor_ms, entry.evicted = stamp, now_ms, False
+        """A renewal made here (only of a visible instance): the lease clock restarts now."""
+        entry.renewed, entry.anchor_ms = stamp, now_ms
         entry.renewal_from, entry.renewal_from_seq = "", 0
         self.counters.renewals_local += 1
 
@@ -218,20 +225,29 @@ class Replica:
         previous = entry.record
         was_visible = previous is not None and previous.info is not None and not entry.evicted
         entry.record, entry.record_from, entry.record_from_seq = record, sender, sender_seq
+        shown = previous if was_visible else None
         if record.info is None:
+            self._tombstoned_at.pop(key, None)  # re-inserted at the end: the dict stays in time order
             self._tombstoned_at[key] = now_ms
+            if shown is not None and shown.info is not None:
+                self.index.hide(entry, shown.info)
         else:
             if previous is not None and previous.info is None:
                 self._tombstoned_at.pop(key, None)
             if not was_visible:
                 entry.first_seen_ms = now_ms
                 if entry.evicted:
-                    entry.evicted, entry.anchor_ms = False, now_ms
+                    self._unevict(entry)
+                    entry.anchor_ms = now_ms
+            self.index.show(entry, shown.info if shown is not None else None, record.info)
         if renewed is not None:
             self._renewed(entry, renewed, now_ms)
         self.log.note(entry, record=True, renewal=renewed is not None or renewal_to_log)
-        shown = previous if was_visible else None
         self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
+
+    def _unevict(self, entry: Entry) -> None:
+        entry.evicted = False
+        self._evicted_at.pop(entry.key, None)
 
     def _emit(self, key: InstanceKey, action: Action | None, record: Record, now_ms: int,
               info: InstanceInfo | None) -> None:
@@ -281,8 +297,9 @@ class Replica:
         unlogged[key] = entry
         record = entry.record
         if entry.evicted and record is not None and record.info is not None:
-            entry.evicted = False  # it renewed somewhere after we evicted it: it comes back
+            self._unevict(entry)  # it renewed somewhere after we evicted it: it comes back
             entry.first_seen_ms = now_ms
+            self.index.show(entry, None, record.info)
             self._emit(key, Action.REGISTER, record, now_ms, record.info)
         return True
 
@@ -452,58 +469,118 @@ class Replica:
 
     # ----- time: leases, eviction, self-preservation, garbage collection ------------------------------------
 
-    def update_preservation(self, now_ms: int) -> bool:
-        """Re-evaluate self-preservation (at most once per window bucket); True on a transition."""
-        if now_ms < self._preservation_due:
-            return False
+    def sweep(self, now_ms: int, budget: int = SWEEP_SLICE) -> SweepOutcome | None:
+        """Advance the pass over all entries by at most `budget` of them (starting one if none is running).
+
+        None while the pass is unfinished; when its last slice is done, self-preservation is re-evaluated with
+        its sums and, if an eviction was requested meanwhile, expired leases are evicted (see sweep.py)."""
+        sweep = self._sweep
+        if sweep is None:
+            sweep = self._sweep = Sweep(list(self.entries))
+        self._sweep_slice(sweep, now_ms, budget)
+        if not sweep.done:
+            return None
+        self._sweep = None
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
+        changed = self.preservation.update(now_ms, sweep.observed, sweep.expected)
+        evicted: list[InstanceKey] = []
+        if self._eviction_requested:
+            self._eviction_requested = False
+            if self.preservation.allows_eviction:
+                evicted = self._evict_expired(sweep.expired, now_ms)
+        return SweepOutcome(evicted, changed)
+
+    def request_eviction(self) -> None:
+        """Evict expired leases when the current (or next) pass ends: an eviction pass, in slices."""
+        self._eviction_requested = True
+
+    def _sweep_slice(self, sweep: Sweep, now_ms: int, budget: int) -> None:
+        window, entries = self.config.renewal_window_ms, self.entries
+        end = min(len(sweep.keys), sweep.position + budget)
         expected = observed = 0.0
-        for entry in self.entries.values():
-            info = entry.record.info if entry.record is not None else None
-            if info is None or entry.evicted or entry.expired(now_ms, self.lease_duration_ms(info)):
+        for key in sweep.keys[sweep.position:end]:
+            entry = entries.get(key)
+            if entry is None or entry.evicted or entry.record is None or entry.record.info is None:
+                continue
+            info = entry.record.info
+            if entry.expired(now_ms, self.lease_duration_ms(info)):
+                sweep.expired.append((entry.anchor_ms, key))
                 continue
             interval = self.renewal_interval_ms(info)
             expected += expected_renewals(now_ms, entry.first_seen_ms, window, interval)
             observed += renewal_credit(now_ms, entry.anchor_ms, entry.first_seen_ms, window, interval)
-        return self.preservation.update(now_ms, observed, expected)
+        sweep.position = end
+        sweep.expected += expected
+        sweep.observed += observed
+
+    def _full_sweep(self, now_ms: int) -> SweepOutcome:
+        while True:
+            outcome = self.sweep(now_ms, len(self.entries) + 1)
+            if outcome is not None:
+                return outcome
+
+    def update_preservation(self, now_ms: int) -> bool:
+        """Re-evaluate self-preservation now, in one call (at most once per window bucket); True on a transition."""
+        if now_ms < self._preservation_due:
+            return False
+        return self._full_sweep(now_ms).preservation_changed
 
     def evict(self, now_ms: int) -> list[InstanceKey]:
-        """One eviction pass: expired leases, oldest first, at most the capped share of the registry, and
-        none at all while self-preservation is active."""
-        self._preservation_due = 0
-        self.update_preservation(now_ms)
-        if not self.preservation.allows_eviction:
-            return []
-        live = [(e.anchor_ms, e.key, e.record, e.record.info, e) for e in self.entries.values()
-                if e.record is not None and e.record.info is not None and not e.evicted]
-        expired = sorted((item for item in live if item[4].expired(now_ms, self.lease_duration_ms(item[3]))),
-                         key=lambda item: item[:2])
-        victims = expired[:eviction_cap(len(live), self.config.max_eviction_fraction)]
-        for _, key, record, info, entry in victims:
+        """One eviction pass in one call: expired leases, oldest first, at most the capped share of the registry,
+        and none at all while self-preservation is active."""
+        self.request_eviction()
+        return self._full_sweep(now_ms).evicted
+
+    def _evict_expired(self, candidates: list[tuple[int, InstanceKey]], now_ms: int) -> list[InstanceKey]:
+        """Evict the oldest of the pass's expired leases that are still expired and visible now."""
+        victims = []
+        for _, key in sorted(candidates):
+            entry = self.entries.get(key)
+            record = entry.record if entry is not None else None
+            if (entry is not None and record is not None and record.info is not None and not entry.evicted
+                    and entry.expired(now_ms, self.lease_duration_ms(record.info))):
+                victims.append((key, entry, record, record.info))
+        victims = victims[:eviction_cap(self.index.count, self.config.max_eviction_fraction)]
+        for key, entry, record, info in victims:
             entry.evicted = True
+            self._evicted_at[key] = now_ms
+            self.index.hide(entry, info)
             self.counters.evictions += 1
             self._emit(key, Action.EVICT, record, now_ms, info)
-        return [key for _, key, _, _, _ in victims]
+        return [key for key, _, _, _ in victims]
 
     def collect_garbage(self, now_ms: int) -> int:
-        """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL."""
+        """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL.
+
+        Tombstones and evictions are kept in time order, so this reads only what is due."""
         ttl = self.config.tombstone_ttl_ms
-        doomed = [k for k, at in self._tombstoned_at.items() if now_ms - at >= ttl]
-        doomed += [k for k, entry in self.entries.items()
-                   if entry.evicted and now_ms - entry.anchor_ms >= ttl and k not in self._tombstoned_at]
+        doomed = _due(self._tombstoned_at, now_ms - ttl) + _due(self._evicted_at, now_ms - ttl)
         for replica in [r for r, at in self._heard_ms.items() if now_ms - at >= ttl]:
             del self._heard_ms[replica]  # old incarnations and long-gone peers: every digest would carry them
             self._peer_direct.pop(replica, None)
             self.watermarks.pop(replica, None)
             self._uncredited.pop(replica, None)
+        purged = 0
         for key in doomed:
             entry = self.entries.pop(key, None)
             if entry is not None:
                 self.log.forget(entry)
+                purged += 1
             self._tombstoned_at.pop(key, None)
-        self.counters.purged += len(doomed)
-        return len(doomed)
+            self._evicted_at.pop(key, None)
+        self.counters.purged += purged
+        return purged
+
+
+def _due(times: dict[InstanceKey, int], cutoff_ms: int) -> list[InstanceKey]:
+    """The keys of a time-ordered dict stamped at or before `cutoff_ms`."""
+    due = []
+    for key, at in times.items():
+        if at > cutoff_ms:
+            break
+        due.append(key)
+    return due
 
 
 def _action(previous: Record | None, record: Record) -> Action | None:

@@ -31,6 +31,7 @@ from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
 from apreg.core.simnet import Faults, SimCluster
 
+from .index_reference import assert_index_matches_scan
 from .strategies import info, state
 
 CONFIG = CoreConfig(renewal_interval_ms=500, lease_duration_ms=1_500, renewal_window_ms=3_000,
@@ -259,6 +260,8 @@ class ClusterMachine(RuleBasedStateMachine):
         if not self.names:
             return
         self._check_monotone()
+        for name in self.names:
+            assert_index_matches_scan(self.cluster.node(name))
 
     def _check_monotone(self) -> None:
         for name in self.names:

@@ -1,0 +1,36 @@
+"""The background pass over every entry that self-preservation and eviction need, taken a slice at a time.
+
+Both decisions depend on every live lease and on the time: what each instance should have renewed in the
+window, what it did renew, which leases have run out. A pass over 100,000 entries takes tens of milliseconds,
+which one call must not hold the caller (the event loop) for; so the pass walks a snapshot of the keys in
+slices (`Replica.sweep`), accumulating the sums and the expired leases, and acts when the last slice is done.
+Keys that disappear meanwhile are skipped; keys that appear meanwhile wait for the next pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .instance import InstanceKey
+
+SWEEP_SLICE = 4_000  # entries per slice: a few milliseconds of the caller's time
+
+
+@dataclass(slots=True)
+class Sweep:
+    keys: list[InstanceKey]
+    position: int = 0
+    expected: float = 0.0  # renewals the live instances should have sent in the window
+    observed: float = 0.0  # renewals' worth of the window they were vouched for
+    expired: list[tuple[int, InstanceKey]] = field(default_factory=list)  # (lease anchor, key): eviction candidates
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOutcome:
+    """What a finished pass decided."""
+
+    evicted: list[InstanceKey]
+    preservation_changed: bool  # self-preservation engaged or released
