@@ -1,21 +1,17 @@
-"""Eureka's JSON and XML wire formats; the only module that knows them.
+"""Parsing Eureka's JSON and XML wire formats (with render.py, the only modules that know them).
 
 Parsing is as lenient as Eureka's own decoder about spelling and scalar types (clients in the wild disagree on
 both) but rejects anything that would store wrong data, so the core only ever sees a valid `InstanceInfo`.
-Rendering writes exactly what Eureka's server codecs write (eureka-facts 1.6/1.7), because clients such as
-py-eureka-client parse it strictly and crash on any deviation.
+Rendering lives in `render.py`.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
-import string
 import xml.etree.ElementTree as ET
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
 from apreg.core.instance import InstanceInfo, Status, share_repeated
 
@@ -25,13 +21,8 @@ MAX_METADATA_ENTRIES = 256
 MAX_LEASE_SECONDS = 1_000_000.0  # ~11 days: longer leases are a client bug, and it keeps ms arithmetic small
 MAX_TIMESTAMP_MS = 2**63 - 1  # Java long
 
-EMPTY_MAP_CLASS = "java.util.Collections$EmptyMap"
-FORMATS = ("json", "xml")
-
-# Eureka omits these placeholder sids on output.
-_HIDDEN_SIDS = (None, "na", "unknown")
 # Optional string fields in the order Eureka writes them (before isCoordinatingDiscoveryServer).
-_AUTO_STRINGS = (
+AUTO_STRINGS = (
     ("appGroupName", "app_group_name"),
     ("homePageUrl", "home_page_url"),
     ("statusPageUrl", "status_page_url"),
@@ -40,15 +31,11 @@ _AUTO_STRINGS = (
     ("vipAddress", "vip_address"),
     ("secureVipAddress", "secure_vip_address"),
 )
-# XML element names that differ from the JSON keys.
-_XML_TAGS = {"overriddenStatus": "overriddenstatus"}
 # Characters XML 1.0 cannot carry at all (not even escaped); lone surrogates included.
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _XML_NAME_ESCAPE = re.compile(r"_(_|-|\.[0-9a-fA-F]{4})")
-_XML_NAME_START = frozenset(string.ascii_letters)
-_XML_NAME_CHAR = _XML_NAME_START | frozenset(string.digits + "-.")
 
 
 class CodecError(ValueError):
@@ -225,7 +212,7 @@ def _build_instance(raw: Mapping[str, Any], path_app: str, now_ms: int) -> Insta
         "sid": _optional_str(raw, "sid"),
         "asg_name": _optional_str(raw, "asgName"),
     }
-    optional.update((attr, _optional_str(raw, wire)) for wire, attr in _AUTO_STRINGS)
+    optional.update((attr, _optional_str(raw, wire)) for wire, attr in AUTO_STRINGS)
     fields.update((key, value) for key, value in optional.items() if value is not None)
     return InstanceInfo(**share_repeated(fields))
 
@@ -370,7 +357,7 @@ def _check_text(value: str, name: str, limit: int, error: str = "invalid_field")
     """Bound sizes, and refuse characters that XML cannot carry so JSON and XML clients see the same data."""
     if len(value) > limit:
         raise CodecError("too_long", f"{name} is longer than {limit} characters")
-    if _XML_ILLEGAL.search(value):
+    if XML_ILLEGAL.search(value):
         raise CodecError(error, f"{name} contains control characters or lone surrogates")
 
 
@@ -401,180 +388,6 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Rendering
-
-
-def reconcile_hashcode(statuses: Iterable[Status]) -> str:
-    """Eureka's apps__hashcode: per-status counts, keys sorted as strings, e.g. "DOWN_1_UP_2_"; "" when empty."""
-    counts = Counter(status.value for status in statuses)
-    return "".join(f"{status}_{counts[status]}_" for status in sorted(counts))
-
-
-def wants_json(accept: str | None) -> bool:
-    """Eureka answers JSON only when Accept mentions json; no Accept (py-eureka-client) or */* gets XML."""
-    return accept is not None and "json" in accept.lower()
-
-
-def instance_dict(view: InstanceView) -> dict[str, Any]:
-    """One InstanceInfo in Eureka's JSON shape and field order; XML rendering walks the same dict."""
-    info, lease = view.info, view.lease
-    out: dict[str, Any] = {
-        "instanceId": info.instance_id,
-        "hostName": info.host_name,
-        "app": info.app,
-        "ipAddr": info.ip_addr,
-    }
-    if info.sid not in _HIDDEN_SIDS:
-        out["sid"] = info.sid
-    out["status"] = info.status.value
-    out["overriddenStatus"] = info.overridden_status.value
-    out["port"] = {"$": info.port, "@enabled": _bool_text(info.port_enabled)}
-    out["securePort"] = {"$": info.secure_port, "@enabled": _bool_text(info.secure_port_enabled)}
-    out["countryId"] = info.country_id
-    data_center: dict[str, Any] = {"@class": info.data_center_class, "name": info.data_center_name}
-    if info.data_center_metadata:
-        data_center["metadata"] = dict(info.data_center_metadata)
-    out["dataCenterInfo"] = data_center
-    out["leaseInfo"] = {
-        "renewalIntervalInSecs": _whole_seconds(lease.renewal_interval_s),
-        "durationInSecs": _whole_seconds(lease.duration_s),
-        "registrationTimestamp": lease.registration_ms,
-        "lastRenewalTimestamp": lease.last_renewal_ms,
-        "evictionTimestamp": lease.eviction_ms,
-        "serviceUpTimestamp": lease.service_up_ms or info.service_up_timestamp,
-    }
-    out["metadata"] = dict(info.metadata) if info.metadata else {"@class": EMPTY_MAP_CLASS}
-    for wire, attr in _AUTO_STRINGS:
-        value = getattr(info, attr)
-        if value is not None:
-            out[wire] = value
-    out["isCoordinatingDiscoveryServer"] = "false"
-    out["lastUpdatedTimestamp"] = str(info.last_updated_timestamp)
-    out["lastDirtyTimestamp"] = str(info.last_dirty_timestamp)
-    if view.action is not None:
-        out["actionType"] = view.action
-    if info.asg_name is not None:
-        out["asgName"] = info.asg_name
-    return out
-
-
-def render_instance(view: InstanceView, fmt: str) -> bytes:
-    """`GET apps/{APP}/{ID}` and `GET instances/{ID}`: root `instance`."""
-    _check_format(fmt)
-    if fmt == "json":
-        return _json_bytes({"instance": instance_dict(view)})
-    return _xml_bytes(_instance_element(view))
-
-
-def render_application(name: str, views: Sequence[InstanceView], fmt: str) -> bytes:
-    """`GET apps/{APP}`: root `application`, instances always a list."""
-    _check_format(fmt)
-    if fmt == "json":
-        return _json_bytes({"application": _application_dict(name, views)})
-    return _xml_bytes(_application_element(name, views))
-
-
-def render_applications(views: Iterable[InstanceView], versions_delta: int, hashcode: str, fmt: str) -> bytes:
-    """`GET apps`, `apps/delta`, vips: instances grouped by app, apps sorted by name."""
-    _check_format(fmt)
-    groups: dict[str, list[InstanceView]] = {}
-    for view in views:
-        groups.setdefault(view.info.app, []).append(view)
-    names = sorted(groups)
-    if fmt == "json":
-        return _json_bytes(
-            {
-                "applications": {
-                    "versions__delta": str(versions_delta),
-                    "apps__hashcode": hashcode,
-                    "application": [_application_dict(name, groups[name]) for name in names],
-                }
-            }
-        )
-    root = ET.Element("applications")
-    ET.SubElement(root, "versions__delta").text = str(versions_delta)
-    ET.SubElement(root, "apps__hashcode").text = _xml_text(hashcode)
-    root.extend(_application_element(name, groups[name]) for name in names)
-    return _xml_bytes(root)
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
-
-
-def _application_dict(name: str, views: Sequence[InstanceView]) -> dict[str, Any]:
-    return {"name": name, "instance": [instance_dict(view) for view in views]}
-
-
-def _application_element(name: str, views: Sequence[InstanceView]) -> ET.Element:
-    elem = ET.Element("application")
-    ET.SubElement(elem, "name").text = _xml_text(name)
-    elem.extend(_instance_element(view) for view in views)
-    return elem
-
-
-def _instance_element(view: InstanceView) -> ET.Element:
-    elem = ET.Element("instance")
-    for key, value in instance_dict(view).items():
-        _append_xml(elem, key, value)
-    return elem
-
-
-def _append_xml(parent: ET.Element, key: str, value: Any) -> None:
-    """JSON-shaped value to XML: "@x" keys become attributes, "$" the text, other keys child elements."""
-    if key == "metadata":
-        parent.append(_metadata_element(value))
-        return
-    child = ET.SubElement(parent, _XML_TAGS.get(key, key))
-    if not isinstance(value, dict):
-        child.text = _xml_text(value)
-        return
-    for sub_key, sub_value in value.items():
-        if sub_key.startswith("@"):
-            child.set(sub_key[1:], _xml_text(sub_value))
-        elif sub_key == "$":
-            child.text = _xml_text(sub_value)
-        else:
-            _append_xml(child, sub_key, sub_value)
-
-
-def _metadata_element(metadata: Mapping[str, str]) -> ET.Element:
-    """Keys become element names, escaped as XStream does (`_` -> `__`) so they are always valid XML names.
-
-    A key that is empty (only reachable by bypassing the codec) has no XML name and is skipped.
-    """
-    elem = ET.Element("metadata")
-    for key, value in metadata.items():
-        if key == "@class":
-            elem.set("class", _xml_text(value))
-        elif key:
-            ET.SubElement(elem, _encode_xml_name(key)).text = _xml_text(value)
-    return elem
-
-
-@functools.lru_cache(maxsize=4096)
-def _encode_xml_name(key: str) -> str:
-    """XStream's XmlFriendlyNameCoder scheme: `_`->`__`, `$`->`_-`, anything else not plainly safe -> `_.hhhh`.
-
-    Only ASCII letters, digits, `-` and `.` pass through (no `:`, which ElementTree would read as an unbound
-    namespace prefix); other characters are written as UTF-16 code units, as Java would.
-    """
-    parts: list[str] = []
-    for index, char in enumerate(key):
-        if char == "_":
-            parts.append("__")
-        elif char == "$":
-            parts.append("_-")
-        elif char in (_XML_NAME_CHAR if index else _XML_NAME_START):
-            parts.append(char)
-        else:
-            units = char.encode("utf-16-be", "surrogatepass")
-            parts.extend(f"_.{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
-    return "".join(parts)
-
-
 def _decode_xml_name(name: str) -> str:
     """Inverse of `_encode_xml_name`; a lone `_` that is not an escape is kept as written."""
     if "_" not in name:
@@ -590,29 +403,3 @@ def _decode_escape(match: re.Match[str]) -> str:
     if code == "-":
         return "$"
     return chr(int(code[1:], 16))
-
-
-def _xml_text(value: object) -> str:
-    """Text for an element or attribute; characters XML cannot carry become U+FFFD so output stays well-formed."""
-    if not isinstance(value, str):
-        return str(value)  # numbers: nothing to sanitise
-    return _XML_ILLEGAL.sub("\ufffd", value)
-
-
-def _bool_text(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _whole_seconds(seconds: float) -> int:
-    """leaseInfo carries whole seconds (py-eureka-client calls int() on them); round up so 0.5 s does not read as 0."""
-    return math.ceil(seconds)
-
-
-def _json_bytes(doc: Mapping[str, Any]) -> bytes:
-    # ensure_ascii keeps lone surrogates (legal in JSON, not in UTF-8) encodable.
-    return json.dumps(doc, separators=(",", ":")).encode("ascii")
-
-
-def _xml_bytes(root: ET.Element) -> bytes:
-    # Serialising to str and encoding once is several times faster than ElementTree's per-write byte encoding.
-    return ET.tostring(root, encoding="unicode").encode("utf-8")

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from apreg.core.lease import Lease
-from apreg.eureka import codec
+from apreg.eureka import render
 
 from .eureka_api import DELTA_ACTIONS, instance_view
 from .feed import FeedEvent, Subscription
@@ -111,7 +111,7 @@ class WatchApi:
         data: dict[str, Any] = {
             "seq": event.seq, "app": event.key.app, "instance_id": event.key.instance_id,
             "action": event.action.value, "version": dict(event.record.vv), "stamp": list(event.record.stamp),
-            "applied_ms": event.at_ms, "node_id": self.node.settings.name, "instance": codec.instance_dict(view),
+            "applied_ms": event.at_ms, "node_id": self.node.settings.name, "instance": render.instance_dict(view),
         }
         return f"id: {event.seq}\nevent: change\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 

@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 
 from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, Status
 from apreg.eureka.codec import (
-    EMPTY_MAP_CLASS,
     MAX_METADATA_ENTRIES,
     CodecError,
     InstanceView,
     LeaseTimes,
-    instance_dict,
     parse_register,
     parse_status,
     parse_timestamp,
+)
+from apreg.eureka.render import (
+    EMPTY_MAP_CLASS,
+    instance_dict,
     reconcile_hashcode,
     render_application,
     render_applications,
