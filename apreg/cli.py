@@ -34,6 +34,9 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--tombstone-ttl", type=float, help="seconds a cancel is remembered: the longest partition that cannot "
                                            "resurrect a cancelled instance (86400)")
     add("--max-clock-skew", type=float, help="remote timestamps further ahead than this many seconds are refused (60)")
+    add("--read-cache-max-age", type=float,
+        help="while the registry keeps changing, a full fetch may be served as of its last render this many "
+             "seconds ago; 0 renders every change (1)")
     add("--secret", help="HMAC key for peer messages (or env APREG_SECRET)")
     add("--config", help="a TOML file with any of these settings (keys as flag names)")
     add("--log-level", default="INFO", help="logging level (INFO)")

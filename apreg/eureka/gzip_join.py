@@ -4,8 +4,8 @@ Each piece is a raw deflate stream of non-final blocks that ends byte-aligned (`
 no data before it (a fresh compressor per piece). Such pieces concatenate into one valid deflate stream, as
 pigz does; a final empty block closes it, and the gzip trailer needs the CRC-32 of the whole text, which
 `crc32_combine` computes from the pieces' own CRCs (zlib's algorithm: multiplying by x^(8n) modulo the CRC
-polynomial shifts a CRC past n bytes). Each piece stores its shift operator, so joining costs one
-multiplication per piece. Short, varying glue (headers, closing tags) is written as stored blocks.
+polynomial shifts a CRC past n bytes). Each piece stores its shift operator, so joining costs two
+multiplications per piece and copies no bytes until the response is built. Short, varying glue (headers, closing tags) is written as stored blocks.
 
 The document's text is never held uncompressed: a plain-text response inflates the pieces (zlib releases the
 GIL, so that runs in a thread).
@@ -16,7 +16,7 @@ import functools
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 LEVEL = 6
 _POLY = 0xEDB88320  # CRC-32, reflected
@@ -66,7 +66,9 @@ def crc32_combine(crc1: int, crc2: int, shift: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    deflated: bytes  # raw deflate blocks, none final, ending byte-aligned
+    """Some text, deflated; `concat` makes a piece of pieces without copying their bytes."""
+
+    chunks: tuple[bytes, ...]  # raw deflate blocks, none final, each chunk ending byte-aligned
     crc: int  # CRC-32 of the text
     length: int  # bytes of text
     shift: int  # shift_operator(length)
@@ -75,7 +77,19 @@ class Piece:
 def compress(text: bytes, level: int = LEVEL) -> Piece:
     compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return Piece(deflated, zlib.crc32(text), len(text), shift_operator(len(text)))
+    return Piece((deflated,), zlib.crc32(text), len(text), shift_operator(len(text)))
+
+
+def concat(pieces: Iterable[Piece]) -> Piece:
+    """The pieces' texts in order, as one piece: a CRC combine and a multiplication per piece, no copying."""
+    chunks: list[bytes] = []
+    crc, length, shift = 0, 0, 1 << 31  # shift of the empty text: x^0
+    for piece in pieces:
+        chunks.extend(piece.chunks)
+        crc = crc32_combine(crc, piece.crc, piece.shift) if length else piece.crc
+        length += piece.length
+        shift = _multiply(shift, piece.shift)
+    return Piece(tuple(chunks), crc, length, shift)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -83,20 +97,14 @@ def stored(text: bytes) -> Piece:
     """Short text as stored (uncompressed) blocks: no compressor to set up. Cached: glue repeats."""
     blocks = [b"\x00" + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk
               for chunk in (text[i:i + _MAX_STORED] for i in range(0, len(text), _MAX_STORED))]
-    return Piece(b"".join(blocks), zlib.crc32(text), len(text), shift_operator(len(text)))
+    return Piece((b"".join(blocks),), zlib.crc32(text), len(text), shift_operator(len(text)))
 
 
-def gzip_join(pieces: Sequence[Piece]) -> bytes:
-    """One gzip member holding the pieces' texts in order."""
-    crc, length = 0, 0
-    for piece in pieces:
-        crc = crc32_combine(crc, piece.crc, piece.shift) if length else piece.crc
-        length += piece.length
-    parts = [_GZIP_HEADER, *(piece.deflated for piece in pieces), _FINAL_BLOCK,
-             struct.pack("<II", crc, length & 0xFFFFFFFF)]
-    return b"".join(parts)
+def gzip_member(piece: Piece) -> bytes:
+    """One gzip member holding the piece's text."""
+    return b"".join([_GZIP_HEADER, *piece.chunks, _FINAL_BLOCK, struct.pack("<II", piece.crc, piece.length & 0xFFFFFFFF)])
 
 
-def inflate(pieces: Iterable[Piece]) -> bytes:
-    """The pieces' texts, joined (releases the GIL while it inflates)."""
-    return b"".join(zlib.decompressobj(-zlib.MAX_WBITS).decompress(piece.deflated) for piece in pieces)
+def inflate(piece: Piece) -> bytes:
+    """The piece's text (zlib releases the GIL while it inflates, so large pieces can go to a thread)."""
+    return b"".join([zlib.decompressobj(-zlib.MAX_WBITS).decompress(chunk) for chunk in piece.chunks])

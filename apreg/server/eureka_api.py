@@ -1,21 +1,31 @@
 """Eureka's REST API (under /eureka/ and /eureka/v2/): parse with the codec, call the core, render.
 
-Reads are served from the replica's current state: there is no 30-second response cache in front of them.
+Reads never walk the registry: single instances come from the core's index, apps and the whole registry from
+the versioned document cache (documents.py), the delta and VIP documents from a small cache keyed by their
+versions. Nothing here is timed like Eureka's 30-second response cache.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import asyncio
+import time
+from typing import Generator, TypeVar
 
 from aiohttp import web
 
-from apreg.core.instance import InstanceInfo, InstanceKey, Status
+from apreg.core.entry import Entry
+from apreg.core.instance import InstanceKey, Status
 from apreg.core.lease import Lease
-from apreg.core.replica import Replica
-from apreg.eureka import codec
-from apreg.eureka.codec import InstanceView, LeaseTimes
+from apreg.eureka import codec, render
+from apreg.eureka.gzip_join import Piece, gzip_member, inflate
 
+from .documents import Registry, SmallDocument, SmallDocuments, entry_view, instance_view
 from .errors import error_response, read_body
 from .node import Node
+
+T = TypeVar("T")
+STEP_BUDGET_S = 0.005  # rendering gives the event loop back this often
+INLINE_INFLATE_BYTES = 1 << 20  # larger documents are inflated in a thread
+VARY = {"Vary": "Accept, Accept-Encoding"}
 
 PREFIXES = ("/eureka", "/eureka/v2")
 DELTA_ACTIONS = {"register": "ADDED", "modify": "MODIFIED", "status": "MODIFIED", "cancel": "DELETED",
@@ -27,6 +37,10 @@ class EurekaApi:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.replica = node.replica
+        self.documents = node.documents
+        self._small = SmallDocuments()
+        self._building: dict[str, asyncio.Future[Registry]] = {}
+        self._plain: dict[str, tuple[Registry, bytes]] = {}
 
     def add_routes(self, app: web.Application) -> None:
         for prefix in PREFIXES:
@@ -87,88 +101,132 @@ class EurekaApi:
         self.node.committed()
         return web.Response(status=200)
 
-    # ----- reads -------------------------------------------------------------------------------------------
+    # ----- reads ---------------------------------------------------------------------------------------------
 
     async def get_apps(self, request: web.Request) -> web.Response:
-        return self._applications(request, self.replica.instances(), versions_delta=1)
+        """The whole registry, from the document cache (see documents.py for what it may lag by)."""
+        fmt = _format(request)
+        built = self.documents.current_registry(fmt, self.node.now_ms()) or await self._build_registry(fmt)
+        if _wants_gzip(request):
+            return _gzipped(request, built.gzip)
+        plain = self._plain.get(fmt)
+        if plain is None or plain[0] is not built:  # kept only while that document is the current one
+            plain = self._plain[fmt] = (built, await _inflate(built.piece))
+        return _response(request, plain[1])
+
+    async def _build_registry(self, fmt: str) -> Registry:
+        """One build per format at a time: concurrent readers share it."""
+        task = self._building.get(fmt)
+        if task is None or task.done():
+            steps = self.documents.build_registry(fmt, self.node.now_ms())
+            task = self._building[fmt] = asyncio.ensure_future(run_steps(steps))
+        return await asyncio.shield(task)
 
     async def get_delta(self, request: web.Request) -> web.Response:
-        feed = self.node.feed
-        views = [self._view(event.info, self.replica.entries.get(event.key) or Lease(),
-                            DELTA_ACTIONS[event.action.value]) for event in feed.delta(self.node.now_ms())]
-        hashcode = codec.reconcile_hashcode(info.status for info, _ in self.replica.instances())
-        return _render(request, codec.render_applications(views, feed.delta_version, hashcode, _format(request)))
+        feed, fmt = self.node.feed, _format(request)
+        feed.prune(self.node.now_ms())
+        hashcode = render.hashcode(self.replica.index.status_counts)
+        key = ("delta", fmt, feed.delta_version, hashcode)
+        doc = self._small.get(key)
+        if doc is None:
+            views = [instance_view(self.replica, event.info, self.replica.entries.get(event.key) or Lease(),
+                                   DELTA_ACTIONS[event.action.value]) for event in feed.delta(self.node.now_ms())]
+            doc = self._small.put(key, render.render_applications(views, feed.delta_version, hashcode, fmt))
+        return self._small_response(request, doc)
 
     async def get_app(self, request: web.Request) -> web.Response:
-        app = request.match_info["app"].upper()
-        views = [self._view(info, lease) for info, lease in self.replica.instances() if info.app == app]
-        if not views:
+        piece = await run_steps(self.documents.application(request.match_info["app"].upper(), _format(request),
+                                                           self.node.now_ms()))
+        if piece is None:
             return _not_found(request)
-        return _render(request, codec.render_application(app, views, _format(request)))
+        if _wants_gzip(request):
+            return _gzipped(request, gzip_member(piece))
+        return _response(request, await _inflate(piece))
 
     async def get_instance(self, request: web.Request) -> web.Response:
         key = _key(request)
-        record = self.replica.visible(key)
-        if record is None or record.info is None:
+        if self.replica.visible(key) is None:
             return _not_found(request)
-        view = self._view(record.info, self.replica.entries[key])
-        return _render(request, codec.render_instance(view, _format(request)))
+        return self._instance(request, self.replica.entries[key])
 
     async def get_instance_by_id(self, request: web.Request) -> web.Response:
-        wanted = request.match_info["id"]
-        for info, lease in self.replica.instances():
-            if info.instance_id == wanted:
-                return _render(request, codec.render_instance(self._view(info, lease), _format(request)))
-        return _not_found(request)
+        entry = self.replica.index.by_instance_id(request.match_info["id"])
+        return _not_found(request) if entry is None else self._instance(request, entry)
+
+    def _instance(self, request: web.Request, entry: Entry) -> web.Response:
+        body = render.render_instance(entry_view(self.replica, entry), _format(request))
+        return _response(request, body, compress=True)
 
     async def get_vip(self, request: web.Request) -> web.Response:
-        return self._by_vip(request, lambda info: info.vip_address)
+        return self._by_vip(request, secure=False)
 
     async def get_secure_vip(self, request: web.Request) -> web.Response:
-        return self._by_vip(request, lambda info: info.secure_vip_address)
+        return self._by_vip(request, secure=True)
 
-    def _by_vip(self, request: web.Request, vips_of: Callable[[InstanceInfo], str | None]) -> web.Response:
-        """Instances whose comma-separated VIP list contains the requested one (200 with none, as Eureka)."""
-        vip = request.match_info["vip"]
-        return self._applications(request, ((i, l) for i, l in self.replica.instances()
-                                            if vip in _vips(vips_of(i))), versions_delta=1)
+    def _by_vip(self, request: web.Request, secure: bool) -> web.Response:
+        """Instances whose comma-separated VIP list contains the requested one (200 with none, as Eureka), with
+        the hashcode of what is returned, as Eureka's response cache computes it for VIP documents."""
+        vip, fmt, index = request.match_info["vip"], _format(request), self.replica.index
+        key = ("svip" if secure else "vip", fmt, vip, index.vip_version(vip, secure))
+        doc = self._small.get(key)
+        if doc is None:
+            views = [entry_view(self.replica, entry) for entry in index.vip(vip, secure).values()]
+            hashcode = render.reconcile_hashcode(view.info.status for view in views)
+            doc = self._small.put(key, render.render_applications(views, 1, hashcode, fmt))
+        return self._small_response(request, doc)
 
-    def _applications(self, request: web.Request, instances: Iterable[tuple[InstanceInfo, Lease]],
-                      versions_delta: int) -> web.Response:
-        views = [self._view(info, lease) for info, lease in instances]
-        hashcode = codec.reconcile_hashcode(info.status for info, _ in self.replica.instances())
-        return _render(request, codec.render_applications(views, versions_delta, hashcode, _format(request)))
-
-    def _view(self, info: InstanceInfo, lease: Lease, action: str | None = None) -> InstanceView:
-        return instance_view(self.replica, info, lease, action)
+    def _small_response(self, request: web.Request, doc: SmallDocument) -> web.Response:
+        if _wants_gzip(request):
+            return _gzipped(request, doc.gzipped())
+        return _response(request, doc.plain)
 
 
-def instance_view(replica: Replica, info: InstanceInfo, lease: Lease, action: str | None = None) -> InstanceView:
-    """An instance with this node's lease times, ready for the codec."""
-    times = LeaseTimes(renewal_interval_s=replica.renewal_interval_ms(info) / 1000,
-                       duration_s=replica.lease_duration_ms(info) / 1000,
-                       registration_ms=lease.first_seen_ms, last_renewal_ms=lease.anchor_ms,
-                       service_up_ms=info.service_up_timestamp)
-    return InstanceView(info, times, action)
+async def run_steps(steps: Generator[None, None, T]) -> T:
+    """Drive a generator of work steps (documents.py), giving the event loop back every few milliseconds."""
+    deadline = time.perf_counter() + STEP_BUDGET_S
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + STEP_BUDGET_S
+
+
+async def _inflate(piece: Piece) -> bytes:
+    """A document's text; large ones in a thread (zlib releases the GIL), so the event loop keeps serving."""
+    if piece.length <= INLINE_INFLATE_BYTES:
+        return inflate(piece)
+    return await asyncio.get_running_loop().run_in_executor(None, inflate, piece)
 
 
 def _key(request: web.Request) -> InstanceKey:
     return InstanceKey.of(request.match_info["app"], request.match_info["id"])
 
 
-def _vips(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",")] if value else []
-
-
 def _format(request: web.Request) -> str:
-    return "json" if codec.wants_json(request.headers.get("Accept")) else "xml"
+    return "json" if render.wants_json(request.headers.get("Accept")) else "xml"
 
 
-def _render(request: web.Request, body: bytes) -> web.Response:
-    content_type = "application/json" if _format(request) == "json" else "application/xml"
-    response = web.Response(body=body, content_type=content_type)
-    response.enable_compression()  # gzip or deflate, only when the client's Accept-Encoding asks for it
+def _wants_gzip(request: web.Request) -> bool:
+    return "gzip" in request.headers.get("Accept-Encoding", "").lower()
+
+
+def _content_type(request: web.Request) -> str:
+    return "application/json" if _format(request) == "json" else "application/xml"
+
+
+def _response(request: web.Request, body: bytes, compress: bool = False) -> web.Response:
+    response = web.Response(body=body, content_type=_content_type(request), headers=VARY)
+    if compress:
+        response.enable_compression()  # gzip or deflate, only when the client's Accept-Encoding asks for it
     return response
+
+
+def _gzipped(request: web.Request, body: bytes) -> web.Response:
+    headers = {**VARY, "Content-Encoding": "gzip"}
+    return web.Response(body=body, content_type=_content_type(request), headers=headers)
 
 
 def _not_found(request: web.Request) -> web.Response:

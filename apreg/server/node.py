@@ -21,6 +21,7 @@ from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
+from .documents import DocumentCache
 from .feed import ChangeFeed
 from .settings import NodeSettings
 
@@ -50,6 +51,8 @@ class Node:
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
                                fanout=settings.fanout)
         self.feed = ChangeFeed()
+        self.documents = DocumentCache(self.replica, refresh_ms=round(settings.renewal_interval * 1000),
+                                       max_age_ms=round(settings.read_cache_max_age * 1000))
         self.links = {url: PeerLink(url) for url in settings.peers}
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
@@ -59,6 +62,7 @@ class Node:
         self._session: aiohttp.ClientSession | None = None
         self._transport: PeerTransport | None = None
         self._streams: dict[str, PeerStream] = {}
+        self._sweeping = asyncio.Lock()
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
@@ -109,6 +113,7 @@ class Node:
         changes = self.replica.take_changes()
         if changes:
             self.feed.publish(changes)
+            self.documents.note(changes)
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -161,17 +166,25 @@ class Node:
         if out is not None:
             await self._send(out)
 
-    def _eviction_pass(self) -> None:
-        now = self.now_ms()
-        evicted = self.replica.evict(now)
-        if evicted:
-            log.info("evicted %d expired instance(s): %s", len(evicted),
-                     ", ".join(f"{k.app}/{k.instance_id}" for k in evicted[:10]))
-        self.replica.collect_garbage(now)
+    async def _eviction_pass(self) -> None:
+        self.replica.request_eviction()
+        await self._sweep()
+        self.replica.collect_garbage(self.now_ms())
         self.committed()
 
-    def _preservation_check(self) -> None:
-        if self.replica.update_preservation(self.now_ms()):
+    async def _preservation_check(self) -> None:
+        await self._sweep()
+
+    async def _sweep(self) -> None:
+        """One pass of the core over every lease, a slice per turn of the event loop (see core/sweep.py)."""
+        async with self._sweeping:
+            while (outcome := self.replica.sweep(self.now_ms())) is None:
+                await asyncio.sleep(0)
+            self.committed()  # evictions are changes: publish them before anything else runs
+        if outcome.evicted:
+            log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
+                     ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))
+        if outcome.preservation_changed:
             state = self.replica.preservation.last
             if state.active:
                 log.warning("self-preservation ENGAGED: %.1f renewals in the last window, %.1f needed of %.1f "

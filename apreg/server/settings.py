@@ -37,6 +37,7 @@ class NodeSettings:
     tombstone_ttl: float = 24 * 3600.0
     max_clock_skew: float = 60.0
     peer_timeout: float = 5.0
+    read_cache_max_age: float = 1.0  # a changing registry's full document may be served this old (0: never)
 
     @property
     def url(self) -> str:
@@ -59,8 +60,8 @@ class NodeSettings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
-        if self.push_window < 0 or self.fanout < 0:
-            raise ValueError("push-window and fanout must not be negative")
+        if self.push_window < 0 or self.fanout < 0 or self.read_cache_max_age < 0:
+            raise ValueError("push-window, fanout and read-cache-max-age must not be negative")
         if not 0 < self.renewal_threshold <= 1:
             raise ValueError("renewal-threshold must be in (0, 1]")
         self.core_config()

@@ -18,7 +18,8 @@ from aiohttp import web
 from apreg.core.lease import Lease
 from apreg.eureka import render
 
-from .eureka_api import DELTA_ACTIONS, instance_view
+from .documents import instance_view
+from .eureka_api import DELTA_ACTIONS
 from .feed import FeedEvent, Subscription
 from .node import Node
 

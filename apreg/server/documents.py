@@ -1,0 +1,254 @@
+"""Rendered Eureka documents, versioned rather than timed: a change re-renders what it touched, not the registry.
+
+Eureka answers reads from a response cache up to 30 s stale; rendering 100,000 instances per read is not an
+option either (seconds per full fetch). Here each app's instances are split into blocks of about `block_size`
+(by the hash of the instance id, so a block's membership does not depend on arrival order), and each block is
+rendered once per format and kept only deflated (`gzip_join.Piece`). A change to an instance marks its block
+dirty; the next read of a document that contains it re-renders that block alone, and joins the pieces (a CRC
+combine per piece, no recompression) into the gzip document. Plain-text answers inflate the pieces.
+
+What a document may lag behind, and by how much (README, "HTTP API"):
+- renewals invalidate nothing, so `leaseInfo.lastRenewalTimestamp` may lag by up to `refresh_ms` (the node's
+  renewal interval): blocks older than that are re-rendered on the next read;
+- the whole-registry document is rebuilt when the registry changed, but under constant churn it is served as of
+  its last build for at most `max_age_ms` (`--read-cache-max-age`; 0 rebuilds on every change).
+
+Work is handed out as generators that yield after every block, so the shell can give the event loop back
+between blocks (`eureka_api.run_steps`): no single step costs more than one block's render.
+"""
+from __future__ import annotations
+
+import gzip
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Generator, Hashable, Iterable
+
+from apreg.core.entry import Entry
+from apreg.core.instance import InstanceInfo, Status
+from apreg.core.lease import Lease
+from apreg.core.replica import Change, Replica
+from apreg.eureka import render
+from apreg.eureka.codec import InstanceView, LeaseTimes
+from apreg.eureka.gzip_join import Piece, compress, concat, gzip_member, stored
+
+BLOCK_SIZE = 128
+GZIP_LEVEL = 6
+Steps = Generator[None, None, "Piece | None"]
+
+
+def instance_view(replica: Replica, info: InstanceInfo, lease: Lease, action: str | None = None) -> InstanceView:
+    """An instance with this node's lease times, ready for the renderer."""
+    times = LeaseTimes(renewal_interval_s=replica.renewal_interval_ms(info) / 1000,
+                       duration_s=replica.lease_duration_ms(info) / 1000,
+                       registration_ms=lease.first_seen_ms, last_renewal_ms=lease.anchor_ms,
+                       service_up_ms=info.service_up_timestamp)
+    return InstanceView(info, times, action)
+
+
+def entry_view(replica: Replica, entry: Entry) -> InstanceView:
+    """A visible entry's instance, as `instance_view`."""
+    record = entry.record
+    assert record is not None and record.info is not None, "only visible entries are indexed"
+    return instance_view(replica, record.info, entry)
+
+
+@dataclass(slots=True)
+class _Block:
+    piece: Piece
+    counts: dict[Status, int]
+    rendered_ms: int
+
+
+@dataclass(slots=True)
+class _App:
+    """One app's blocks: members by block, and per format the rendered blocks and their join."""
+
+    blocks: int  # a power of two
+    members: list[set[str]]
+    rendered: dict[str, list[_Block | None]] = field(default_factory=dict)  # per format; None: to render
+    joined: dict[str, tuple[Piece, dict[Status, int]]] = field(default_factory=dict)  # per format
+
+    def block_of(self, instance_id: str) -> int:
+        return hash(instance_id) & (self.blocks - 1)
+
+    def invalidate(self, block: int) -> None:
+        for rendered in self.rendered.values():
+            rendered[block] = None
+        self.joined.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """A built whole-registry document."""
+
+    gzip: bytes
+    piece: Piece
+    version: int  # the index version it was built from
+    built_ms: int  # when its build started: it shows the registry as of then or later
+
+
+class DocumentCache:
+    def __init__(self, replica: Replica, refresh_ms: int, max_age_ms: int, block_size: int = BLOCK_SIZE) -> None:
+        self.replica = replica
+        self.index = replica.index
+        self.refresh_ms = refresh_ms
+        self.max_age_ms = max_age_ms
+        self.block_size = block_size
+        self.blocks_rendered = 0  # for tests and metrics: how much rendering reads caused
+        self._apps: dict[str, _App] = {}
+        self._registry: dict[str, Registry] = {}
+
+    # ----- invalidation -----------------------------------------------------------------------------------
+
+    def note(self, changes: Iterable[Change]) -> None:
+        """Mark the blocks of changed instances dirty (the same changes the feed publishes)."""
+        for change in changes:
+            app, instance_id = change.key
+            state = self._apps.get(app)
+            if state is None:
+                continue
+            present = self.index.app(app)
+            if not present or len(present) > state.blocks * self.block_size:
+                del self._apps[app]  # gone, or grown past its blocks: partitioned afresh when next read
+                continue
+            block = state.block_of(instance_id)
+            if instance_id in present:
+                state.members[block].add(instance_id)
+            else:
+                state.members[block].discard(instance_id)
+            state.invalidate(block)
+
+    # ----- documents --------------------------------------------------------------------------------------
+
+    def current_registry(self, fmt: str, now_ms: int) -> Registry | None:
+        """The built registry document if it may still be served: unchanged since, or within the max age."""
+        built = self._registry.get(fmt)
+        if built is None:
+            return None
+        age = now_ms - built.built_ms
+        if age < self.max_age_ms or (built.version == self.index.version and age < self.refresh_ms):
+            return built
+        return None
+
+    def build_registry(self, fmt: str, now_ms: int) -> Generator[None, None, Registry]:
+        """Rebuild the whole-registry document (`GET apps`): re-render dirty and stale blocks, then join."""
+        version = self.index.version
+        counts: dict[Status, int] = {}
+        apps: list[Piece] = []
+        for name in sorted(self.index.by_app):
+            joined = yield from self._app_joined(name, fmt, now_ms)
+            if joined is None:
+                continue
+            piece, app_counts = joined
+            apps.append(piece)
+            for status, count in app_counts.items():
+                counts[status] = counts.get(status, 0) + count
+        sep = stored(render.separator(fmt).encode())
+        body = [stored(render.applications_open(1, render.hashcode(counts), fmt).encode())]
+        for i, piece in enumerate(apps):
+            body.extend((sep, piece) if i else (piece,))
+        body.append(stored(render.applications_close(fmt).encode()))
+        whole = concat(body)
+        built = self._registry[fmt] = Registry(gzip_member(whole), whole, version, now_ms)
+        return built
+
+    def application(self, name: str, fmt: str, now_ms: int) -> Steps:
+        """`GET apps/{APP}` as a piece, or None when the app has no visible instance."""
+        joined = yield from self._app_joined(name, fmt, now_ms)
+        if joined is None:
+            return None
+        if fmt == "json":
+            return concat([stored(b'{"application":'), joined[0], stored(b"}")])
+        return joined[0]
+
+    # ----- blocks -----------------------------------------------------------------------------------------
+
+    def _app_joined(self, name: str, fmt: str, now_ms: int
+                    ) -> Generator[None, None, tuple[Piece, dict[Status, int]] | None]:
+        instances = self.index.app(name)
+        if not instances:
+            self._apps.pop(name, None)
+            return None
+        state = self._apps.get(name) or self._partition(name, instances)
+        rendered = state.rendered.setdefault(fmt, [None] * state.blocks)
+        stale_before = now_ms - self.refresh_ms
+        for block, done in enumerate(rendered):
+            if (done is None or done.rendered_ms <= stale_before) and state.members[block]:
+                rendered[block] = self._render_block(state, block, name, fmt, now_ms)
+                state.joined.pop(fmt, None)
+                yield
+        joined = state.joined.get(fmt)
+        if joined is None:
+            sep = stored(render.separator(fmt).encode())
+            parts = [stored(render.application_open(name, fmt).encode())]
+            counts: dict[Status, int] = {}
+            for block, done in enumerate(rendered):
+                if done is None and state.members[block]:  # dirtied while we yielded: render it now, no yield
+                    done = rendered[block] = self._render_block(state, block, name, fmt, now_ms)
+                if done is None:
+                    continue
+                parts.extend((sep, done.piece) if len(parts) > 1 else (done.piece,))
+                for status, count in done.counts.items():
+                    counts[status] = counts.get(status, 0) + count
+            parts.append(stored(render.application_close(fmt).encode()))
+            joined = state.joined[fmt] = (concat(parts), counts)
+        return joined
+
+    def _partition(self, name: str, instances: dict[str, Entry]) -> _App:
+        blocks = 1
+        while blocks * self.block_size < len(instances):
+            blocks *= 2
+        state = _App(blocks, [set() for _ in range(blocks)])
+        for instance_id in instances:
+            state.members[state.block_of(instance_id)].add(instance_id)
+        self._apps[name] = state
+        return state
+
+    def _render_block(self, state: _App, block: int, name: str, fmt: str, now_ms: int) -> _Block | None:
+        instances = self.index.app(name)
+        members = [entry for entry in (instances.get(i) for i in sorted(state.members[block])) if entry is not None]
+        if not members:
+            return None
+        views = [entry_view(self.replica, entry) for entry in members]
+        counts: dict[Status, int] = {}
+        for view in views:
+            counts[view.info.status] = counts.get(view.info.status, 0) + 1
+        self.blocks_rendered += 1
+        return _Block(compress(render.instances_text(views, fmt).encode("utf-8")), counts, now_ms)
+
+
+@dataclass(slots=True)
+class SmallDocument:
+    """A rendered document small enough to keep plain (the delta, VIPs), gzipped on first demand."""
+
+    plain: bytes
+    _gzip: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gzip is None:
+            self._gzip = gzip.compress(self.plain, GZIP_LEVEL, mtime=0)
+        return self._gzip
+
+
+@dataclass(slots=True)
+class SmallDocuments:
+    """Rendered documents by a key that names everything they depend on (so nothing here expires by time),
+    least recently used dropped first beyond `max_bytes`."""
+
+    max_bytes: int = 32 << 20
+    _docs: OrderedDict[Hashable, SmallDocument] = field(default_factory=OrderedDict)
+    _bytes: int = 0
+
+    def get(self, key: Hashable) -> SmallDocument | None:
+        doc = self._docs.get(key)
+        if doc is not None:
+            self._docs.move_to_end(key)
+        return doc
+
+    def put(self, key: Hashable, plain: bytes) -> SmallDocument:
+        doc = self._docs[key] = SmallDocument(plain)
+        self._bytes += 2 * len(plain)  # room for its gzip copy, which is never larger than about the text
+        while self._bytes > self.max_bytes and len(self._docs) > 1:
+            _, dropped = self._docs.popitem(last=False)
+            self._bytes -= 2 * len(dropped.plain)
+        return doc

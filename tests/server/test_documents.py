@@ -1,0 +1,160 @@
+"""The document cache never serves what a fresh render of a full scan would not (beyond its documented bounds)."""
+from __future__ import annotations
+
+import gzip
+import json
+import xml.etree.ElementTree as ET
+from typing import Any, Generator, TypeVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apreg.core.config import CoreConfig
+from apreg.core.instance import InstanceInfo, InstanceKey, Status
+from apreg.core.messages import Delta, Push
+from apreg.core.replica import Replica
+from apreg.eureka import render
+from apreg.eureka.gzip_join import gzip_member, inflate
+from apreg.server.documents import DocumentCache, instance_view
+
+T = TypeVar("T")
+CONFIG = CoreConfig(lease_duration_ms=1_000, renewal_interval_ms=300, renewal_window_ms=1_000,
+                    tombstone_ttl_ms=3_000, max_eviction_fraction=1.0, self_preservation=False)
+REFRESH_MS = 2_000
+
+ops = st.lists(st.tuples(
+    st.sampled_from(["register", "cancel", "status", "metadata", "renew", "peer", "evict", "gc", "advance",
+                     "read_registry", "read_app"]),
+    st.sampled_from(["A", "B", "C"]), st.integers(0, 7), st.sampled_from(list(Status)),
+    st.sampled_from(["json", "xml"]), st.integers(0, 3)), max_size=60)
+
+
+def drain(steps: Generator[None, None, T]) -> T:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def _canonical(doc: bytes, fmt: str) -> Any:
+    """Instances by (app, id) with their fields, so that the order of apps' blocks does not matter."""
+    if fmt == "json":
+        root = json.loads(doc)
+        apps = root["applications"]["application"] if "applications" in root else [root["application"]]
+        header = {k: v for k, v in root.get("applications", {}).items() if k != "application"}
+        return header, {(i["app"], i["instanceId"]): i for a in apps for i in a["instance"]}
+    root = ET.fromstring(doc)
+    apps = root.findall("application") if root.tag == "applications" else [root]
+    header = {child.tag: child.text for child in root if child.tag != "application"} if root.tag != "application" else {}
+    return header, {(i.findtext("app"), i.findtext("instanceId")): ET.tostring(i) for a in apps
+                    for i in a.findall("instance")}
+
+
+def _fresh(replica: Replica, fmt: str, app: str | None = None) -> bytes:
+    views = [instance_view(replica, info, lease) for info, lease in replica.instances()
+             if app is None or info.app == app]
+    if app is not None:
+        return render.render_application(app, views, fmt)
+    return render.render_applications(views, 1, render.reconcile_hashcode(v.info.status for v in views), fmt)
+
+
+def _without_renewal_times(doc: bytes, fmt: str, replica: Replica) -> Any:
+    """The canonical form with each lastRenewalTimestamp checked against the documented lag and then blanked."""
+    header, instances = _canonical(doc, fmt)
+    out = {}
+    for (app, instance_id), body in instances.items():
+        anchor = replica.entries[InstanceKey(app, instance_id)].anchor_ms
+        if fmt == "json":
+            shown = body["leaseInfo"].pop("lastRenewalTimestamp")
+        else:
+            elem = ET.fromstring(body)
+            lease = elem.find("leaseInfo")
+            assert lease is not None
+            renewal = lease.find("lastRenewalTimestamp")
+            assert renewal is not None and renewal.text is not None
+            shown, renewal.text = int(renewal.text), ""
+            body = ET.tostring(elem)
+        assert 0 <= anchor - shown <= REFRESH_MS, "a rendered renewal time lags by more than the refresh bound"
+        out[(app, instance_id)] = body
+    return header, out
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops, st.sampled_from([1, 2, 128]))
+def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int, Status, str, int]],
+                                               block_size: int) -> None:
+    local, peer = Replica("a", "1", CONFIG), Replica("b", "1", CONFIG)
+    cache = DocumentCache(local, refresh_ms=REFRESH_MS, max_age_ms=0, block_size=block_size)
+    now = 1_000_000
+    for op, app, n, status, fmt, vips in history:
+        key = InstanceKey(app, f"i-{n}")
+        info = InstanceInfo(app=app, instance_id=key.instance_id, host_name=f"h{n}", ip_addr="10.0.0.1",
+                            status=status, vip_address=",".join(["v1", "v2", "v3"][:vips]) or None)
+        if op == "register":
+            local.register(info, now)
+        elif op == "cancel":
+            local.cancel(key, now)
+        elif op == "status":
+            local.set_status(key, status, now)
+        elif op == "metadata":
+            local.update_metadata(key, {"k": str(now)}, now)
+        elif op == "renew":
+            local.renew(key, now)
+        elif op == "peer":
+            local.receive(Push(Delta(peer.replica_id, 0, 0, (peer.register(info, now),), ())), now)
+        elif op == "evict":
+            local.evict(now)
+        elif op == "gc":
+            local.collect_garbage(now)
+        elif op == "advance":
+            now += 400 * (vips + 1)
+        elif op == "read_registry":
+            built = cache.current_registry(fmt, now) or drain(cache.build_registry(fmt, now))
+            assert gzip.decompress(built.gzip) == inflate(built.piece)
+            assert (_without_renewal_times(inflate(built.piece), fmt, local)
+                    == _without_renewal_times(_fresh(local, fmt), fmt, local))
+        else:
+            piece = drain(cache.application(app, fmt, now))
+            if piece is None:
+                assert not local.index.app(app)
+            else:
+                assert gzip.decompress(gzip_member(piece)) == inflate(piece)
+                assert (_without_renewal_times(inflate(piece), fmt, local)
+                        == _without_renewal_times(_fresh(local, fmt, app), fmt, local))
+        cache.note(local.take_changes())
+
+
+def test_a_changing_registry_is_served_as_of_its_last_build_for_at_most_the_max_age() -> None:
+    replica = Replica("a", "1", CONFIG)
+    cache = DocumentCache(replica, refresh_ms=60_000, max_age_ms=1_000)
+    replica.register(InstanceInfo(app="A", instance_id="i-1", host_name="h", ip_addr="10.0.0.1"), 0)
+    cache.note(replica.take_changes())
+    first = drain(cache.build_registry("json", 0))
+    replica.register(InstanceInfo(app="A", instance_id="i-2", host_name="h", ip_addr="10.0.0.1"), 10)
+    cache.note(replica.take_changes())
+    assert cache.current_registry("json", 999) is first  # changed, but within the max age
+    assert cache.current_registry("json", 1_000) is None  # past it: the next read rebuilds
+    second = drain(cache.build_registry("json", 1_000))
+    assert len(json.loads(inflate(second.piece))["applications"]["application"][0]["instance"]) == 2
+    assert cache.current_registry("json", 59_999) is second  # unchanged: kept until the lease refresh bound
+    assert cache.current_registry("json", 61_000) is None
+
+
+def test_a_change_re_renders_its_block_only() -> None:
+    replica = Replica("a", "1", CONFIG)
+    cache = DocumentCache(replica, refresh_ms=60_000, max_age_ms=0, block_size=4)
+    for n in range(64):
+        replica.register(InstanceInfo(app="A", instance_id=f"i-{n}", host_name="h", ip_addr="10.0.0.1"), 0)
+    cache.note(replica.take_changes())
+    drain(cache.build_registry("json", 0))
+    rendered = cache.blocks_rendered
+    assert 1 < rendered <= 16
+    replica.set_status(InstanceKey("A", "i-7"), Status.DOWN, 1)
+    cache.note(replica.take_changes())
+    doc = json.loads(inflate(drain(cache.build_registry("json", 2)).piece))
+    assert cache.blocks_rendered == rendered + 1
+    assert doc["applications"]["apps__hashcode"] == "DOWN_1_UP_63_"
+    replica.renew(InstanceKey("A", "i-8"), 3)  # a renewal alone invalidates nothing
+    drain(cache.build_registry("json", 4))
+    assert cache.blocks_rendered == rendered + 1
