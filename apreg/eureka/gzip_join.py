@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterable
 
-LEVEL = 6
+LEVEL = 1  # 3-4x faster than 6 on registry text, for ~15 % more bytes: blocks re-render every renewal interval
 _POLY = 0xEDB88320  # CRC-32, reflected
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
 _FINAL_BLOCK = b"\x03\x00"  # an empty final block with fixed codes

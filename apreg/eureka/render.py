@@ -3,7 +3,8 @@
 Clients such as py-eureka-client parse strictly and crash on any deviation, so the shapes are fixed. Documents
 are made of pieces (an applications header, an application header, a run of instances, the closing tags) so
 that the whole-registry cache (`apreg.server.documents`) can render runs of instances once and join them; the
-one-shot renderers below join the same pieces, so both give identical bytes.
+one-shot renderers below join the same pieces, so both give identical bytes. JSON is `instance_dict` through
+json.dumps; XML has its own writer with the same fields in the same order (`_instance_xml`).
 
 XML is written as text rather than through ElementTree: at 100,000 instances ElementTree's 85 us per instance
 is 8.5 s per full document, the text writer is several times faster. Escaping follows ElementTree's rules
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import string
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
@@ -27,10 +29,11 @@ EMPTY_MAP_CLASS = "java.util.Collections$EmptyMap"
 
 # Eureka omits these placeholder sids on output.
 _HIDDEN_SIDS = (None, "na", "unknown")
-# XML element names that differ from the JSON keys.
-_XML_TAGS = {"overriddenStatus": "overriddenstatus"}
 _XML_NAME_START = frozenset(string.ascii_letters)
 _XML_NAME_CHAR = _XML_NAME_START | frozenset(string.digits + "-.")
+# Anything that needs escaping or replacing in element text: most values have none, and one scan says so.
+_XML_SPECIAL = re.compile("[&<>]|" + XML_ILLEGAL.pattern)
+_XML_ATTRIBUTE_SPECIAL = re.compile('[&<>"\r\n\t]|' + XML_ILLEGAL.pattern)
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;",
                                     "\n": "&#10;", "\t": "&#09;"})
@@ -106,7 +109,7 @@ def instances_text(views: Iterable[InstanceView], fmt: str) -> str:
     """A run of instances as they sit inside an application (comma-separated in JSON)."""
     if fmt == "json":
         return _json_text([instance_dict(view) for view in views])[1:-1]
-    return "".join([_instance_xml(instance_dict(view)) for view in views])
+    return "".join([_instance_xml(view) for view in views])
 
 
 def separator(fmt: str) -> str:
@@ -143,7 +146,7 @@ def render_instance(view: InstanceView, fmt: str) -> bytes:
     check_format(fmt)
     if fmt == "json":
         return _json_text({"instance": instance_dict(view)}).encode("ascii")
-    return _instance_xml(instance_dict(view)).encode("utf-8")
+    return _instance_xml(view).encode("utf-8")
 
 
 def render_application(name: str, views: Sequence[InstanceView], fmt: str) -> bytes:
@@ -167,34 +170,35 @@ def render_applications(views: Iterable[InstanceView], versions_delta: int, apps
 
 # ----- XML and JSON text -----------------------------------------------------------------------------------------
 
-def _instance_xml(fields: Mapping[str, Any]) -> str:
-    parts = ["<instance>"]
-    for key, value in fields.items():
-        _append_xml(parts, key, value)
-    parts.append("</instance>")
-    return "".join(parts)
-
-
-def _append_xml(parts: list[str], key: str, value: Any) -> None:
-    """A JSON-shaped value as XML: "@x" keys become attributes, "$" the text, other keys child elements."""
-    if key == "metadata":
-        parts.append(_metadata_xml(value))
-        return
-    tag = _XML_TAGS.get(key, key)
-    if not isinstance(value, dict):
-        parts.append(_xml_element(tag, value))
-        return
-    attributes = "".join(f' {k[1:]}="{_xml_text(v).translate(_ATTRIBUTE_ESCAPES)}"'
-                         for k, v in value.items() if k.startswith("@"))
-    inner: list[str] = []
-    text = value.get("$")
-    if text is not None:
-        inner.append(_xml_text(text).translate(_TEXT_ESCAPES))
-    for key, item in value.items():
-        if key != "$" and not key.startswith("@"):
-            _append_xml(inner, key, item)
-    body = "".join(inner)
-    parts.append(f"<{tag}{attributes}>{body}</{tag}>" if body else f"<{tag}{attributes} />")
+def _instance_xml(view: InstanceView) -> str:
+    """The XML twin of `instance_dict`, written field by field: a generic walk of the dict costs three times as
+    much, and at 100,000 instances that is seconds per document (the ElementTree test keeps the two equal)."""
+    info, lease = view.info, view.lease
+    sid = "" if info.sid in _HIDDEN_SIDS else _xml_element("sid", info.sid)
+    dc_metadata = _metadata_xml(info.data_center_metadata) if info.data_center_metadata else ""
+    metadata = info.metadata if info.metadata else {"@class": EMPTY_MAP_CLASS}
+    autos = "".join([_xml_element(wire, getattr(info, attr)) for wire, attr in AUTO_STRINGS
+                     if getattr(info, attr) is not None])
+    action = "" if view.action is None else _xml_element("actionType", view.action)
+    asg = "" if info.asg_name is None else _xml_element("asgName", info.asg_name)
+    return (
+        f"<instance>{_xml_element('instanceId', info.instance_id)}{_xml_element('hostName', info.host_name)}"
+        f"{_xml_element('app', info.app)}{_xml_element('ipAddr', info.ip_addr)}{sid}"
+        f"<status>{info.status.value}</status><overriddenstatus>{info.overridden_status.value}</overriddenstatus>"
+        f'<port enabled="{_bool_text(info.port_enabled)}">{info.port}</port>'
+        f'<securePort enabled="{_bool_text(info.secure_port_enabled)}">{info.secure_port}</securePort>'
+        f"<countryId>{info.country_id}</countryId>"
+        f'<dataCenterInfo class="{_xml_attribute(info.data_center_class)}">'
+        f"{_xml_element('name', info.data_center_name)}{dc_metadata}</dataCenterInfo>"
+        f"<leaseInfo><renewalIntervalInSecs>{_whole_seconds(lease.renewal_interval_s)}</renewalIntervalInSecs>"
+        f"<durationInSecs>{_whole_seconds(lease.duration_s)}</durationInSecs>"
+        f"<registrationTimestamp>{lease.registration_ms}</registrationTimestamp>"
+        f"<lastRenewalTimestamp>{lease.last_renewal_ms}</lastRenewalTimestamp>"
+        f"<evictionTimestamp>{lease.eviction_ms}</evictionTimestamp>"
+        f"<serviceUpTimestamp>{lease.service_up_ms or info.service_up_timestamp}</serviceUpTimestamp></leaseInfo>"
+        f"{_metadata_xml(metadata)}{autos}<isCoordinatingDiscoveryServer>false</isCoordinatingDiscoveryServer>"
+        f"<lastUpdatedTimestamp>{info.last_updated_timestamp}</lastUpdatedTimestamp>"
+        f"<lastDirtyTimestamp>{info.last_dirty_timestamp}</lastDirtyTimestamp>{action}{asg}</instance>")
 
 
 def _metadata_xml(metadata: Mapping[str, str]) -> str:
@@ -205,7 +209,7 @@ def _metadata_xml(metadata: Mapping[str, str]) -> str:
     children = []
     for key, value in metadata.items():
         if key == "@class":
-            attributes = f' class="{_xml_text(value).translate(_ATTRIBUTE_ESCAPES)}"'
+            attributes = f' class="{_xml_attribute(value)}"'
         elif key:
             children.append(_xml_element(_encode_xml_name(key), value))
     body = "".join(children)
@@ -213,7 +217,7 @@ def _metadata_xml(metadata: Mapping[str, str]) -> str:
 
 
 def _xml_element(tag: str, value: object) -> str:
-    text = _xml_text(value).translate(_TEXT_ESCAPES)
+    text = _xml_text(value)
     return f"<{tag}>{text}</{tag}>" if text else f"<{tag} />"
 
 
@@ -239,10 +243,19 @@ def _encode_xml_name(key: str) -> str:
 
 
 def _xml_text(value: object) -> str:
-    """Text for an element or attribute; characters XML cannot carry become U+FFFD so output stays well-formed."""
+    """Escaped element text; characters XML cannot carry become U+FFFD so output stays well-formed."""
     if not isinstance(value, str):
-        return str(value)  # numbers: nothing to sanitise
-    return XML_ILLEGAL.sub("\ufffd", value)
+        return str(value)  # numbers: nothing to escape
+    if _XML_SPECIAL.search(value) is None:
+        return value  # the common case, one scan
+    return XML_ILLEGAL.sub("\ufffd", value).translate(_TEXT_ESCAPES)
+
+
+def _xml_attribute(value: object) -> str:
+    text = str(value)
+    if _XML_ATTRIBUTE_SPECIAL.search(text) is None:
+        return text
+    return XML_ILLEGAL.sub("\ufffd", text).translate(_ATTRIBUTE_ESCAPES)
 
 
 def _bool_text(value: bool) -> str:

@@ -21,19 +21,26 @@ from __future__ import annotations
 import gzip
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Generator, Hashable, Iterable
+from functools import partial
+from typing import Callable, Generator, Generic, Hashable, Iterable, Mapping, TypeVar
 
 from apreg.core.entry import Entry
-from apreg.core.instance import InstanceInfo, Status
+from apreg.core.instance import InstanceInfo, InstanceKey, Status
 from apreg.core.lease import Lease
-from apreg.core.replica import Change, Replica
+from apreg.core.replica import Action, Change, Replica
 from apreg.eureka import render
 from apreg.eureka.codec import InstanceView, LeaseTimes
 from apreg.eureka.gzip_join import Piece, compress, concat, gzip_member, stored
 
+from .feed import ChangeFeed, FeedEvent
+
 BLOCK_SIZE = 128
 GZIP_LEVEL = 6
+# What Eureka's registry marks each kind of change with in `apps/delta`.
+DELTA_ACTIONS = {Action.REGISTER: "ADDED", Action.MODIFY: "MODIFIED", Action.STATUS: "MODIFIED",
+                 Action.CANCEL: "DELETED", Action.EVICT: "DELETED"}
 Steps = Generator[None, None, "Piece | None"]
+M = TypeVar("M")
 
 
 def instance_view(replica: Replica, info: InstanceInfo, lease: Lease, action: str | None = None) -> InstanceView:
@@ -77,37 +84,31 @@ class _App:
         self.joined.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class Registry:
-    """A built whole-registry document."""
-
-    gzip: bytes
-    piece: Piece
-    version: int  # the index version it was built from
-    built_ms: int  # when its build started: it shows the registry as of then or later
+AppPiece = tuple[Piece, dict[Status, int]]  # an app's rendered instances and their per-status counts
 
 
-class DocumentCache:
-    def __init__(self, replica: Replica, refresh_ms: int, max_age_ms: int, block_size: int = BLOCK_SIZE) -> None:
-        self.replica = replica
-        self.index = replica.index
+class Blocks(Generic[M]):
+    """Apps' instances rendered in blocks, for one kind of document: the registry, or the delta window.
+
+    `members(app)` is the source of truth (the core's index, the feed's window) as a mapping from instance id
+    to whatever `view` turns into an `InstanceView`; `note` must hear of every key whose membership or content
+    changed, and the blocks then agree with the source at every yield point of a build."""
+
+    def __init__(self, members: Callable[[str], Mapping[str, M]], view: Callable[[M], InstanceView],
+                 refresh_ms: int, block_size: int) -> None:
+        self.members = members
+        self.view = view
         self.refresh_ms = refresh_ms
-        self.max_age_ms = max_age_ms
         self.block_size = block_size
-        self.blocks_rendered = 0  # for tests and metrics: how much rendering reads caused
+        self.rendered = 0  # blocks rendered so far (tests, metrics)
         self._apps: dict[str, _App] = {}
-        self._registry: dict[str, Registry] = {}
 
-    # ----- invalidation -----------------------------------------------------------------------------------
-
-    def note(self, changes: Iterable[Change]) -> None:
-        """Mark the blocks of changed instances dirty (the same changes the feed publishes)."""
-        for change in changes:
-            app, instance_id = change.key
+    def note(self, keys: Iterable[InstanceKey]) -> None:
+        for app, instance_id in keys:
             state = self._apps.get(app)
             if state is None:
                 continue
-            present = self.index.app(app)
+            present = self.members(app)
             if not present or len(present) > state.blocks * self.block_size:
                 del self._apps[app]  # gone, or grown past its blocks: partitioned afresh when next read
                 continue
@@ -118,11 +119,121 @@ class DocumentCache:
                 state.members[block].discard(instance_id)
             state.invalidate(block)
 
-    # ----- documents --------------------------------------------------------------------------------------
+    def document(self, apps: Iterable[str], versions_delta: int, apps_hashcode: str | None, fmt: str,
+                 now_ms: int) -> Generator[None, None, Piece]:
+        """An applications document of these apps (sorted here); the hashcode of what it holds unless given."""
+        counts: dict[Status, int] = {}
+        pieces: list[Piece] = []
+        for name in sorted(apps):
+            joined = yield from self.app(name, fmt, now_ms)
+            if joined is None:
+                continue
+            pieces.append(joined[0])
+            for status, count in joined[1].items():
+                counts[status] = counts.get(status, 0) + count
+        sep = stored(render.separator(fmt).encode())
+        hashcode = render.hashcode(counts) if apps_hashcode is None else apps_hashcode
+        body = [stored(render.applications_open(versions_delta, hashcode, fmt).encode())]
+        for i, piece in enumerate(pieces):
+            body.extend((sep, piece) if i else (piece,))
+        body.append(stored(render.applications_close(fmt).encode()))
+        return concat(body)
 
-    def current_registry(self, fmt: str, now_ms: int) -> Registry | None:
+    def app(self, name: str, fmt: str, now_ms: int) -> Generator[None, None, AppPiece | None]:
+        """One app's `application` element, re-rendering its dirty and stale blocks (a yield after each)."""
+        if not self.members(name):
+            self._apps.pop(name, None)
+            return None
+        state = self._apps.get(name) or self._partition(name)
+        rendered = state.rendered.setdefault(fmt, [None] * state.blocks)
+        stale_before = now_ms - self.refresh_ms
+        for block, done in enumerate(rendered):
+            if (done is None or done.rendered_ms <= stale_before) and state.members[block]:
+                rendered[block] = self._render(state, block, name, fmt, now_ms)
+                state.joined.pop(fmt, None)
+                yield
+        joined = state.joined.get(fmt)
+        if joined is None:
+            joined = state.joined[fmt] = self._join(state, rendered, name, fmt, now_ms)
+        return joined
+
+    def _join(self, state: _App, rendered: list[_Block | None], name: str, fmt: str, now_ms: int) -> AppPiece:
+        sep = stored(render.separator(fmt).encode())
+        parts = [stored(render.application_open(name, fmt).encode())]
+        counts: dict[Status, int] = {}
+        for block, done in enumerate(rendered):
+            if done is None and state.members[block]:  # dirtied while we yielded: render it now, no yield
+                done = rendered[block] = self._render(state, block, name, fmt, now_ms)
+            if done is None:
+                continue
+            parts.extend((sep, done.piece) if len(parts) > 1 else (done.piece,))
+            for status, count in done.counts.items():
+                counts[status] = counts.get(status, 0) + count
+        parts.append(stored(render.application_close(fmt).encode()))
+        return concat(parts), counts
+
+    def _partition(self, name: str) -> _App:
+        present = self.members(name)
+        blocks = 1
+        while blocks * self.block_size < len(present):
+            blocks *= 2
+        state = _App(blocks, [set() for _ in range(blocks)])
+        for instance_id in present:
+            state.members[state.block_of(instance_id)].add(instance_id)
+        self._apps[name] = state
+        return state
+
+    def _render(self, state: _App, block: int, name: str, fmt: str, now_ms: int) -> _Block | None:
+        present = self.members(name)
+        members = [m for m in (present.get(i) for i in sorted(state.members[block])) if m is not None]
+        if not members:
+            return None
+        views = [self.view(member) for member in members]
+        counts: dict[Status, int] = {}
+        for view in views:
+            counts[view.info.status] = counts.get(view.info.status, 0) + 1
+        self.rendered += 1
+        return _Block(compress(render.instances_text(views, fmt).encode("utf-8")), counts, now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A built document: gzip bytes ready to send, and its piece for plain-text answers."""
+
+    gzip: bytes
+    piece: Piece
+    version: Hashable  # what it was built from
+    built_ms: int  # when its build started: it shows the state as of then or later
+
+
+class DocumentCache:
+    """The registry (`GET apps`), apps (`GET apps/{APP}`) and the delta (`GET apps/delta`)."""
+
+    def __init__(self, replica: Replica, feed: ChangeFeed, refresh_ms: int, max_age_ms: int,
+                 block_size: int = BLOCK_SIZE) -> None:
+        self.replica = replica
+        self.index = replica.index
+        self.feed = feed
+        self.max_age_ms = max_age_ms
+        self.refresh_ms = refresh_ms
+        self.registry_blocks: Blocks[Entry] = Blocks(self.index.app, partial(entry_view, replica),
+                                                     refresh_ms, block_size)
+        self.delta_blocks: Blocks[FeedEvent] = Blocks(lambda app: feed.window.get(app, {}), self._event_view,
+                                                      refresh_ms, block_size)
+        self._built: dict[tuple[str, str], Built] = {}
+
+    def note(self, changes: Iterable[Change], pruned: Iterable[FeedEvent] = ()) -> None:
+        """The core's applied changes (they touch the registry and the delta) and what left the delta window."""
+        keys = [change.key for change in changes]
+        self.registry_blocks.note(keys)
+        self.delta_blocks.note(keys)
+        self.delta_blocks.note(event.key for event in pruned)
+
+    # ----- the registry -----------------------------------------------------------------------------------
+
+    def current_registry(self, fmt: str, now_ms: int) -> Built | None:
         """The built registry document if it may still be served: unchanged since, or within the max age."""
-        built = self._registry.get(fmt)
+        built = self._built.get(("registry", fmt))
         if built is None:
             return None
         age = now_ms - built.built_ms
@@ -130,91 +241,43 @@ class DocumentCache:
             return built
         return None
 
-    def build_registry(self, fmt: str, now_ms: int) -> Generator[None, None, Registry]:
-        """Rebuild the whole-registry document (`GET apps`): re-render dirty and stale blocks, then join."""
+    def build_registry(self, fmt: str, now_ms: int) -> Generator[None, None, Built]:
         version = self.index.version
-        counts: dict[Status, int] = {}
-        apps: list[Piece] = []
-        for name in sorted(self.index.by_app):
-            joined = yield from self._app_joined(name, fmt, now_ms)
-            if joined is None:
-                continue
-            piece, app_counts = joined
-            apps.append(piece)
-            for status, count in app_counts.items():
-                counts[status] = counts.get(status, 0) + count
-        sep = stored(render.separator(fmt).encode())
-        body = [stored(render.applications_open(1, render.hashcode(counts), fmt).encode())]
-        for i, piece in enumerate(apps):
-            body.extend((sep, piece) if i else (piece,))
-        body.append(stored(render.applications_close(fmt).encode()))
-        whole = concat(body)
-        built = self._registry[fmt] = Registry(gzip_member(whole), whole, version, now_ms)
+        piece = yield from self.registry_blocks.document(self.index.by_app, 1, None, fmt, now_ms)
+        built = self._built[("registry", fmt)] = Built(gzip_member(piece), piece, version, now_ms)
         return built
 
     def application(self, name: str, fmt: str, now_ms: int) -> Steps:
         """`GET apps/{APP}` as a piece, or None when the app has no visible instance."""
-        joined = yield from self._app_joined(name, fmt, now_ms)
+        joined = yield from self.registry_blocks.app(name, fmt, now_ms)
         if joined is None:
             return None
         if fmt == "json":
             return concat([stored(b'{"application":'), joined[0], stored(b"}")])
         return joined[0]
 
-    # ----- blocks -----------------------------------------------------------------------------------------
+    # ----- the delta ----------------------------------------------------------------------------------------
 
-    def _app_joined(self, name: str, fmt: str, now_ms: int
-                    ) -> Generator[None, None, tuple[Piece, dict[Status, int]] | None]:
-        instances = self.index.app(name)
-        if not instances:
-            self._apps.pop(name, None)
-            return None
-        state = self._apps.get(name) or self._partition(name, instances)
-        rendered = state.rendered.setdefault(fmt, [None] * state.blocks)
-        stale_before = now_ms - self.refresh_ms
-        for block, done in enumerate(rendered):
-            if (done is None or done.rendered_ms <= stale_before) and state.members[block]:
-                rendered[block] = self._render_block(state, block, name, fmt, now_ms)
-                state.joined.pop(fmt, None)
-                yield
-        joined = state.joined.get(fmt)
-        if joined is None:
-            sep = stored(render.separator(fmt).encode())
-            parts = [stored(render.application_open(name, fmt).encode())]
-            counts: dict[Status, int] = {}
-            for block, done in enumerate(rendered):
-                if done is None and state.members[block]:  # dirtied while we yielded: render it now, no yield
-                    done = rendered[block] = self._render_block(state, block, name, fmt, now_ms)
-                if done is None:
-                    continue
-                parts.extend((sep, done.piece) if len(parts) > 1 else (done.piece,))
-                for status, count in done.counts.items():
-                    counts[status] = counts.get(status, 0) + count
-            parts.append(stored(render.application_close(fmt).encode()))
-            joined = state.joined[fmt] = (concat(parts), counts)
-        return joined
+    def delta_version(self) -> Hashable:
+        return (self.feed.delta_version, render.hashcode(self.index.status_counts))
 
-    def _partition(self, name: str, instances: dict[str, Entry]) -> _App:
-        blocks = 1
-        while blocks * self.block_size < len(instances):
-            blocks *= 2
-        state = _App(blocks, [set() for _ in range(blocks)])
-        for instance_id in instances:
-            state.members[state.block_of(instance_id)].add(instance_id)
-        self._apps[name] = state
-        return state
+    def current_delta(self, fmt: str) -> Built | None:
+        """The delta is never served old: it is what clients poll for freshness; rebuilding costs what changed."""
+        built = self._built.get(("delta", fmt))
+        return built if built is not None and built.version == self.delta_version() else None
 
-    def _render_block(self, state: _App, block: int, name: str, fmt: str, now_ms: int) -> _Block | None:
-        instances = self.index.app(name)
-        members = [entry for entry in (instances.get(i) for i in sorted(state.members[block])) if entry is not None]
-        if not members:
-            return None
-        views = [entry_view(self.replica, entry) for entry in members]
-        counts: dict[Status, int] = {}
-        for view in views:
-            counts[view.info.status] = counts.get(view.info.status, 0) + 1
-        self.blocks_rendered += 1
-        return _Block(compress(render.instances_text(views, fmt).encode("utf-8")), counts, now_ms)
+    def build_delta(self, fmt: str, now_ms: int) -> Generator[None, None, Built]:
+        version = self.delta_version()
+        delta_version, hashcode = self.feed.delta_version, render.hashcode(self.index.status_counts)
+        piece = yield from self.delta_blocks.document(list(self.feed.window), delta_version, hashcode, fmt, now_ms)
+        built = self._built[("delta", fmt)] = Built(gzip_member(piece), piece, version, now_ms)
+        return built
+
+    def _event_view(self, event: FeedEvent) -> InstanceView:
+        """A delta entry: the instance as the change left it (a DELETED one: its last copy), with its lease."""
+        entry = self.replica.entries.get(event.key)
+        return instance_view(self.replica, event.info, entry if entry is not None else Lease(),
+                             DELTA_ACTIONS[event.action])
 
 
 @dataclass(slots=True)

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Generator, TypeVar
+from typing import Callable, Generator, TypeVar
 
 from aiohttp import web
 
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey, Status
-from apreg.core.lease import Lease
 from apreg.eureka import codec, render
 from apreg.eureka.gzip_join import Piece, gzip_member, inflate
 
-from .documents import Registry, SmallDocument, SmallDocuments, entry_view, instance_view
+from .documents import Built, SmallDocument, SmallDocuments, entry_view
 from .errors import error_response, read_body
 from .node import Node
 
@@ -28,8 +27,6 @@ INLINE_INFLATE_BYTES = 1 << 20  # larger documents are inflated in a thread
 VARY = {"Vary": "Accept, Accept-Encoding"}
 
 PREFIXES = ("/eureka", "/eureka/v2")
-DELTA_ACTIONS = {"register": "ADDED", "modify": "MODIFIED", "status": "MODIFIED", "cancel": "DELETED",
-                 "evict": "DELETED"}
 MAX_METADATA_PARAMS = 64
 
 
@@ -39,8 +36,8 @@ class EurekaApi:
         self.replica = node.replica
         self.documents = node.documents
         self._small = SmallDocuments()
-        self._building: dict[str, asyncio.Future[Registry]] = {}
-        self._plain: dict[str, tuple[Registry, bytes]] = {}
+        self._building: dict[tuple[str, str], asyncio.Future[Built]] = {}
+        self._plain: dict[tuple[str, str], tuple[Built, bytes]] = {}
 
     def add_routes(self, app: web.Application) -> None:
         for prefix in PREFIXES:
@@ -105,34 +102,34 @@ class EurekaApi:
 
     async def get_apps(self, request: web.Request) -> web.Response:
         """The whole registry, from the document cache (see documents.py for what it may lag by)."""
-        fmt = _format(request)
-        built = self.documents.current_registry(fmt, self.node.now_ms()) or await self._build_registry(fmt)
-        if _wants_gzip(request):
-            return _gzipped(request, built.gzip)
-        plain = self._plain.get(fmt)
-        if plain is None or plain[0] is not built:  # kept only while that document is the current one
-            plain = self._plain[fmt] = (built, await _inflate(built.piece))
-        return _response(request, plain[1])
-
-    async def _build_registry(self, fmt: str) -> Registry:
-        """One build per format at a time: concurrent readers share it."""
-        task = self._building.get(fmt)
-        if task is None or task.done():
-            steps = self.documents.build_registry(fmt, self.node.now_ms())
-            task = self._building[fmt] = asyncio.ensure_future(run_steps(steps))
-        return await asyncio.shield(task)
+        fmt, docs = _format(request), self.documents
+        built = docs.current_registry(fmt, self.node.now_ms()) or await self._build(("registry", fmt),
+                                                                                     docs.build_registry)
+        return await self._send(request, ("registry", fmt), built)
 
     async def get_delta(self, request: web.Request) -> web.Response:
-        feed, fmt = self.node.feed, _format(request)
-        feed.prune(self.node.now_ms())
-        hashcode = render.hashcode(self.replica.index.status_counts)
-        key = ("delta", fmt, feed.delta_version, hashcode)
-        doc = self._small.get(key)
-        if doc is None:
-            views = [instance_view(self.replica, event.info, self.replica.entries.get(event.key) or Lease(),
-                                   DELTA_ACTIONS[event.action.value]) for event in feed.delta(self.node.now_ms())]
-            doc = self._small.put(key, render.render_applications(views, feed.delta_version, hashcode, fmt))
-        return self._small_response(request, doc)
+        fmt, docs = _format(request), self.documents
+        docs.note((), self.node.feed.prune(self.node.now_ms()))
+        built = docs.current_delta(fmt) or await self._build(("delta", fmt), docs.build_delta)
+        return await self._send(request, ("delta", fmt), built)
+
+    async def _build(self, key: tuple[str, str], build: Callable[[str, int], Generator[None, None, Built]]
+                     ) -> Built:
+        """One build per document and format at a time: concurrent readers share it."""
+        task = self._building.get(key)
+        if task is None or task.done():
+            task = self._building[key] = asyncio.ensure_future(run_steps(build(key[1], self.node.now_ms())))
+        return await asyncio.shield(task)
+
+    async def _send(self, request: web.Request, key: tuple[str, str], built: Built) -> web.Response:
+        """gzip as built; plain text inflated once per built document, kept while it is the latest one (so a
+        plain full fetch costs the document's plain size in memory, only while plain readers exist)."""
+        if _wants_gzip(request):
+            return _gzipped(request, built.gzip)
+        plain = self._plain.get(key)
+        if plain is None or plain[0] is not built:
+            plain = self._plain[key] = (built, await _inflate(built.piece))
+        return _response(request, plain[1])
 
     async def get_app(self, request: web.Request) -> web.Response:
         piece = await run_steps(self.documents.application(request.match_info["app"].upper(), _format(request),

@@ -58,33 +58,39 @@ class ChangeFeed:
     delta_version: int = 1  # Eureka's versions__delta: bumped whenever the delta window changes
     history: deque[FeedEvent] = field(default_factory=lambda: deque(maxlen=HISTORY_EVENTS))
     recent: deque[FeedEvent] = field(default_factory=deque)  # the delta window, oldest first
+    # The window's latest event per instance, by app and instance id: what `apps/delta` lists (documents.py).
+    window: dict[str, dict[str, FeedEvent]] = field(default_factory=dict)
     subscribers: set[Subscription] = field(default_factory=set)
 
-    def publish(self, changes: list[Change]) -> None:
-        if changes:
-            self.prune(changes[0].at_ms)  # here, not only on reads: nobody may ever ask for the delta
+    def publish(self, changes: list[Change]) -> list[FeedEvent]:
+        """Append the changes; returns what fell out of the delta window meanwhile (see `prune`)."""
+        pruned = self.prune(changes[0].at_ms) if changes else []  # here too: nobody may ever ask for the delta
         for change in changes:
             self.seq += 1
             event = FeedEvent(self.seq, change.key, change.action, change.record, change.at_ms, change.info)
             self.history.append(event)
             self.recent.append(event)
+            self.window.setdefault(event.key.app, {})[event.key.instance_id] = event
             self.delta_version += 1
             for subscriber in self.subscribers:
                 subscriber.offer(event)
+        return pruned
 
-    def prune(self, now_ms: int) -> None:
-        """Drop delta entries older than the window (Eureka prunes every 30 s; we prune on each write and read)."""
+    def prune(self, now_ms: int) -> list[FeedEvent]:
+        """Drop delta entries older than the window (Eureka prunes every 30 s; we prune on each write and read);
+        returns them, so the delta's rendered blocks that held them can be dropped too."""
+        pruned = []
         while self.recent and now_ms - self.recent[0].at_ms > DELTA_RETENTION_MS:
-            self.recent.popleft()
+            event = self.recent.popleft()
+            pruned.append(event)
             self.delta_version += 1
-
-    def delta(self, now_ms: int) -> list[FeedEvent]:
-        """The latest change per key within the window."""
-        self.prune(now_ms)
-        latest: dict[InstanceKey, FeedEvent] = {}
-        for event in self.recent:
-            latest[event.key] = event
-        return list(latest.values())
+            app, instance_id = event.key
+            latest = self.window[app]
+            if latest.get(instance_id) is event:
+                del latest[instance_id]
+                if not latest:
+                    del self.window[app]
+        return pruned
 
     def since(self, seq: int) -> list[FeedEvent] | None:
         """Events after `seq`, or None when the history no longer reaches back that far."""

@@ -51,7 +51,7 @@ class Node:
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
                                fanout=settings.fanout)
         self.feed = ChangeFeed()
-        self.documents = DocumentCache(self.replica, refresh_ms=round(settings.renewal_interval * 1000),
+        self.documents = DocumentCache(self.replica, self.feed, refresh_ms=round(settings.renewal_interval * 1000),
                                        max_age_ms=round(settings.read_cache_max_age * 1000))
         self.links = {url: PeerLink(url) for url in settings.peers}
         self.rejected = RejectCounts()
@@ -112,8 +112,7 @@ class Node:
                 asyncio.get_running_loop().call_later(self.settings.push_window, self._flush)
         changes = self.replica.take_changes()
         if changes:
-            self.feed.publish(changes)
-            self.documents.note(changes)
+            self.documents.note(changes, self.feed.publish(changes))
 
     def _flush(self) -> None:
         self._flush_pending = False

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from apreg.core.instance import InstanceInfo, Status
 from apreg.eureka.codec import InstanceView, LeaseTimes
-from apreg.eureka.render import (_encode_xml_name, _xml_text, instance_dict, render_application, render_applications,
+from apreg.eureka.codec import XML_ILLEGAL
+from apreg.eureka.render import (_encode_xml_name, instance_dict, render_application, render_applications,
                                  render_instance)
 
 TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF) | st.sampled_from("&<>\"'\r\n\t\x00_$:"), max_size=12)
@@ -25,6 +26,10 @@ views = st.builds(
     st.dictionaries(KEYS, TEXT, max_size=3), st.dictionaries(KEYS, TEXT, max_size=2), st.none() | TEXT,
     st.none() | TEXT, st.sampled_from(list(Status)), st.none() | st.sampled_from(["ADDED", "DELETED"]),
     st.none() | st.sampled_from(["na", "x<y"]))
+
+
+def _xml_text(value: object) -> str:
+    return XML_ILLEGAL.sub("\ufffd", str(value))
 
 
 def _oracle_xml(parent: ET.Element, key: str, value: Any) -> None:

@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
+from apreg.core.lease import Lease
 from apreg.core.messages import Delta, Push
 from apreg.core.replica import Replica
 from apreg.eureka import render
 from apreg.eureka.gzip_join import gzip_member, inflate
-from apreg.server.documents import DocumentCache, instance_view
+from apreg.server import feed as feed_module
+from apreg.server.documents import DELTA_ACTIONS, DocumentCache, instance_view
+from apreg.server.feed import ChangeFeed
 
 T = TypeVar("T")
 CONFIG = CoreConfig(lease_duration_ms=1_000, renewal_interval_ms=300, renewal_window_ms=1_000,
@@ -24,9 +27,9 @@ REFRESH_MS = 2_000
 
 ops = st.lists(st.tuples(
     st.sampled_from(["register", "cancel", "status", "metadata", "renew", "peer", "evict", "gc", "advance",
-                     "read_registry", "read_app"]),
+                     "read_registry", "read_app", "read_delta"]),
     st.sampled_from(["A", "B", "C"]), st.integers(0, 7), st.sampled_from(list(Status)),
-    st.sampled_from(["json", "xml"]), st.integers(0, 3)), max_size=60)
+    st.sampled_from(["json", "xml"]), st.integers(0, 3)), max_size=80)
 
 
 def drain(steps: Generator[None, None, T]) -> T:
@@ -51,6 +54,14 @@ def _canonical(doc: bytes, fmt: str) -> Any:
                     for i in a.findall("instance")}
 
 
+def _fresh_delta(replica: Replica, feed: ChangeFeed, fmt: str) -> bytes:
+    """The delta by a scan of the window: the latest event per key, as Eureka's delta lists them."""
+    latest = {event.key: event for event in feed.recent}
+    views = [instance_view(replica, event.info, replica.entries.get(event.key) or Lease(),
+                           DELTA_ACTIONS[event.action]) for event in latest.values()]
+    return render.render_applications(views, feed.delta_version, render.hashcode(replica.index.status_counts), fmt)
+
+
 def _fresh(replica: Replica, fmt: str, app: str | None = None) -> bytes:
     views = [instance_view(replica, info, lease) for info, lease in replica.instances()
              if app is None or info.app == app]
@@ -64,7 +75,8 @@ def _without_renewal_times(doc: bytes, fmt: str, replica: Replica) -> Any:
     header, instances = _canonical(doc, fmt)
     out = {}
     for (app, instance_id), body in instances.items():
-        anchor = replica.entries[InstanceKey(app, instance_id)].anchor_ms
+        entry = replica.entries.get(InstanceKey(app, instance_id))  # a deleted one may be forgotten since
+        anchor = entry.anchor_ms if entry is not None else 0
         if fmt == "json":
             shown = body["leaseInfo"].pop("lastRenewalTimestamp")
         else:
@@ -80,12 +92,12 @@ def _without_renewal_times(doc: bytes, fmt: str, replica: Replica) -> Any:
     return header, out
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(ops, st.sampled_from([1, 2, 128]))
 def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int, Status, str, int]],
                                                block_size: int) -> None:
-    local, peer = Replica("a", "1", CONFIG), Replica("b", "1", CONFIG)
-    cache = DocumentCache(local, refresh_ms=REFRESH_MS, max_age_ms=0, block_size=block_size)
+    local, peer, feed = Replica("a", "1", CONFIG), Replica("b", "1", CONFIG), ChangeFeed()
+    cache = DocumentCache(local, feed, refresh_ms=REFRESH_MS, max_age_ms=0, block_size=block_size)
     now = 1_000_000
     for op, app, n, status, fmt, vips in history:
         key = InstanceKey(app, f"i-{n}")
@@ -108,12 +120,17 @@ def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int
         elif op == "gc":
             local.collect_garbage(now)
         elif op == "advance":
-            now += 400 * (vips + 1)
+            now += 400 * (vips + 1) + (feed_module.DELTA_RETENTION_MS if n == 7 else 0)
         elif op == "read_registry":
             built = cache.current_registry(fmt, now) or drain(cache.build_registry(fmt, now))
             assert gzip.decompress(built.gzip) == inflate(built.piece)
             assert (_without_renewal_times(inflate(built.piece), fmt, local)
                     == _without_renewal_times(_fresh(local, fmt), fmt, local))
+        elif op == "read_delta":
+            cache.note((), feed.prune(now))
+            built = cache.current_delta(fmt) or drain(cache.build_delta(fmt, now))
+            assert (_without_renewal_times(inflate(built.piece), fmt, local)
+                    == _without_renewal_times(_fresh_delta(local, feed, fmt), fmt, local))
         else:
             piece = drain(cache.application(app, fmt, now))
             if piece is None:
@@ -122,12 +139,13 @@ def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int
                 assert gzip.decompress(gzip_member(piece)) == inflate(piece)
                 assert (_without_renewal_times(inflate(piece), fmt, local)
                         == _without_renewal_times(_fresh(local, fmt, app), fmt, local))
-        cache.note(local.take_changes())
+        changes = local.take_changes()
+        cache.note(changes, feed.publish(changes))
 
 
 def test_a_changing_registry_is_served_as_of_its_last_build_for_at_most_the_max_age() -> None:
     replica = Replica("a", "1", CONFIG)
-    cache = DocumentCache(replica, refresh_ms=60_000, max_age_ms=1_000)
+    cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=1_000)
     replica.register(InstanceInfo(app="A", instance_id="i-1", host_name="h", ip_addr="10.0.0.1"), 0)
     cache.note(replica.take_changes())
     first = drain(cache.build_registry("json", 0))
@@ -143,18 +161,18 @@ def test_a_changing_registry_is_served_as_of_its_last_build_for_at_most_the_max_
 
 def test_a_change_re_renders_its_block_only() -> None:
     replica = Replica("a", "1", CONFIG)
-    cache = DocumentCache(replica, refresh_ms=60_000, max_age_ms=0, block_size=4)
+    cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=0, block_size=4)
     for n in range(64):
         replica.register(InstanceInfo(app="A", instance_id=f"i-{n}", host_name="h", ip_addr="10.0.0.1"), 0)
     cache.note(replica.take_changes())
     drain(cache.build_registry("json", 0))
-    rendered = cache.blocks_rendered
+    rendered = cache.registry_blocks.rendered
     assert 1 < rendered <= 16
     replica.set_status(InstanceKey("A", "i-7"), Status.DOWN, 1)
     cache.note(replica.take_changes())
     doc = json.loads(inflate(drain(cache.build_registry("json", 2)).piece))
-    assert cache.blocks_rendered == rendered + 1
+    assert cache.registry_blocks.rendered == rendered + 1
     assert doc["applications"]["apps__hashcode"] == "DOWN_1_UP_63_"
     replica.renew(InstanceKey("A", "i-8"), 3)  # a renewal alone invalidates nothing
     drain(cache.build_registry("json", 4))
-    assert cache.blocks_rendered == rendered + 1
+    assert cache.registry_blocks.rendered == rendered + 1
