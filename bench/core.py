@@ -27,7 +27,7 @@ from apreg.core.config import CoreConfig  # noqa: E402
 from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, InstanceKey  # noqa: E402
 from apreg.core.messages import Delta, Digest, DigestReply, Push  # noqa: E402
 from apreg.core.record import merge  # noqa: E402
-from apreg.server.app import tune_garbage_collector  # noqa: E402
+from apreg.server.collector import tune_garbage_collector  # noqa: E402
 from apreg.core.replica import Replica  # noqa: E402
 from apreg.eureka.codec import parse_register  # noqa: E402
 from apreg.peer import wire  # noqa: E402

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .instance import InstanceKey
 
-SWEEP_SLICE = 4_000  # entries per slice: a few milliseconds of the caller's time
+SWEEP_SLICE = 2_000  # entries per slice: a few milliseconds of the caller's time
 
 
 @dataclass(slots=True)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from typing import AsyncIterator, Sequence
 
 from aiohttp import web
 
+from .collector import tune_garbage_collector
 from .errors import json_errors
 from .eureka_api import EurekaApi
 from .node import Node
@@ -49,22 +49,6 @@ async def start_node(settings: NodeSettings) -> web.AppRunner:
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,
              ", ".join(settings.peers) or "none")
     return runner
-
-
-GC_GENERATION0_THRESHOLD = 50_000
-
-
-def tune_garbage_collector() -> None:
-    """Configure CPython's collector for a long-lived registry process.
-
-    A registry is mostly long-lived objects (records, leases, log entries). With the default thresholds
-    (700, 10, 10) the collector keeps rescanning all of them as writes arrive: applying 100,000 replicated records
-    spends about 40 % of its time in collections (bench/core.py). Collecting the young generation less often,
-    and freezing what exists at start-up, keeps that cost proportional to the garbage actually made.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GENERATION0_THRESHOLD, 20, 100)
 
 
 async def run_nodes(all_settings: Sequence[NodeSettings]) -> None:

@@ -59,6 +59,16 @@ def entry_view(replica: Replica, entry: Entry) -> InstanceView:
     return instance_view(replica, record.info, entry)
 
 
+@dataclass(frozen=True, slots=True)
+class AppPiece:
+    """An app's `application` element, also with a separator in front (what follows another app in a
+    document: one piece to combine instead of two), and the per-status counts of its instances."""
+
+    alone: Piece
+    after_another: Piece
+    counts: dict[Status, int]
+
+
 @dataclass(slots=True)
 class _Block:
     piece: Piece
@@ -73,7 +83,7 @@ class _App:
     blocks: int  # a power of two
     members: list[set[str]]
     rendered: dict[str, list[_Block | None]] = field(default_factory=dict)  # per format; None: to render
-    joined: dict[str, tuple[Piece, dict[Status, int]]] = field(default_factory=dict)  # per format
+    joined: dict[str, AppPiece] = field(default_factory=dict)  # per format
 
     def block_of(self, instance_id: str) -> int:
         return hash(instance_id) & (self.blocks - 1)
@@ -84,7 +94,6 @@ class _App:
         self.joined.clear()
 
 
-AppPiece = tuple[Piece, dict[Status, int]]  # an app's rendered instances and their per-status counts
 
 
 class Blocks(Generic[M]):
@@ -128,16 +137,12 @@ class Blocks(Generic[M]):
             joined = yield from self.app(name, fmt, now_ms)
             if joined is None:
                 continue
-            pieces.append(joined[0])
-            for status, count in joined[1].items():
+            pieces.append(joined.after_another if pieces else joined.alone)
+            for status, count in joined.counts.items():
                 counts[status] = counts.get(status, 0) + count
-        sep = stored(render.separator(fmt).encode())
         hashcode = render.hashcode(counts) if apps_hashcode is None else apps_hashcode
-        body = [stored(render.applications_open(versions_delta, hashcode, fmt).encode())]
-        for i, piece in enumerate(pieces):
-            body.extend((sep, piece) if i else (piece,))
-        body.append(stored(render.applications_close(fmt).encode()))
-        return concat(body)
+        return concat([stored(render.applications_open(versions_delta, hashcode, fmt).encode()), *pieces,
+                       stored(render.applications_close(fmt).encode())])
 
     def app(self, name: str, fmt: str, now_ms: int) -> Generator[None, None, AppPiece | None]:
         """One app's `application` element, re-rendering its dirty and stale blocks (a yield after each)."""
@@ -170,7 +175,8 @@ class Blocks(Generic[M]):
             for status, count in done.counts.items():
                 counts[status] = counts.get(status, 0) + count
         parts.append(stored(render.application_close(fmt).encode()))
-        return concat(parts), counts
+        alone = concat(parts)
+        return AppPiece(alone, concat([sep, alone]) if sep.length else alone, counts)
 
     def _partition(self, name: str) -> _App:
         present = self.members(name)
@@ -253,8 +259,8 @@ class DocumentCache:
         if joined is None:
             return None
         if fmt == "json":
-            return concat([stored(b'{"application":'), joined[0], stored(b"}")])
-        return joined[0]
+            return concat([stored(b'{"application":'), joined.alone, stored(b"}")])
+        return joined.alone
 
     # ----- the delta ----------------------------------------------------------------------------------------
 

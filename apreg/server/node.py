@@ -21,6 +21,7 @@ from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
+from . import collector
 from .documents import DocumentCache
 from .feed import ChangeFeed
 from .settings import NodeSettings
@@ -170,6 +171,7 @@ class Node:
         await self._sweep()
         self.replica.collect_garbage(self.now_ms())
         self.committed()
+        collector.settle()
 
     async def _preservation_check(self) -> None:
         await self._sweep()
