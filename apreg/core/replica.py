@@ -25,7 +25,7 @@ from .index import RegistryIndex
 from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
-from .sweep import SWEEP_SLICE, Sweep, SweepOutcome
+from .sweep import EVICTIONS_PER_ENTRY, SWEEP_SLICE, Sweep, SweepOutcome
 from .record import Record, merge
 from .version import VersionVector, advance
 
@@ -472,40 +472,40 @@ class Replica:
     def sweep(self, now_ms: int, budget: int = SWEEP_SLICE) -> SweepOutcome | None:
         """Advance the pass over all entries by at most `budget` of them (starting one if none is running).
 
-        None while the pass is unfinished; when its last slice is done, self-preservation is re-evaluated with
-        its sums and, if an eviction was requested meanwhile, expired leases are evicted (see sweep.py)."""
+        None while the pass is unfinished. Once every entry has been read, self-preservation is re-evaluated
+        with the pass's sums and, if an eviction was requested meanwhile and is allowed, the oldest expired
+        leases (at most the capped share) are evicted, `budget // EVICTIONS_PER_ENTRY` per call, so the
+        caller can publish each call's changes before the next (see sweep.py)."""
         sweep = self._sweep
         if sweep is None:
-            sweep = self._sweep = Sweep(list(self.entries))
-        self._sweep_slice(sweep, now_ms, budget)
-        if not sweep.done:
+            sweep = self._sweep = Sweep(list(self.entries.values()))
+        if not sweep.scanned:
+            self._sweep_slice(sweep, now_ms, budget)
+            if not sweep.scanned:
+                return None
+            self._decide(sweep, now_ms)
+        else:
+            self._evict_some(sweep, now_ms, max(1, budget // EVICTIONS_PER_ENTRY))
+        if sweep.victims:
             return None
         self._sweep = None
-        window = self.config.renewal_window_ms
-        self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
-        changed = self.preservation.update(now_ms, sweep.observed, sweep.expected)
-        evicted: list[InstanceKey] = []
-        if self._eviction_requested:
-            self._eviction_requested = False
-            if self.preservation.allows_eviction:
-                evicted = self._evict_expired(sweep.expired, now_ms)
-        return SweepOutcome(evicted, changed)
+        return SweepOutcome(sweep.evicted, sweep.preservation_changed)
 
     def request_eviction(self) -> None:
         """Evict expired leases when the current (or next) pass ends: an eviction pass, in slices."""
         self._eviction_requested = True
 
     def _sweep_slice(self, sweep: Sweep, now_ms: int, budget: int) -> None:
-        window, entries = self.config.renewal_window_ms, self.entries
-        end = min(len(sweep.keys), sweep.position + budget)
+        window = self.config.renewal_window_ms
+        end = min(len(sweep.entries), sweep.position + budget)
         expected = observed = 0.0
-        for key in sweep.keys[sweep.position:end]:
-            entry = entries.get(key)
-            if entry is None or entry.evicted or entry.record is None or entry.record.info is None:
-                continue
-            info = entry.record.info
+        for entry in sweep.entries[sweep.position:end]:
+            record = entry.record
+            if record is None or entry.evicted or record.info is None:
+                continue  # a tombstone, evicted here, or forgotten since the pass began
+            info = record.info
             if entry.expired(now_ms, self.lease_duration_ms(info)):
-                sweep.expired.append((entry.anchor_ms, key))
+                sweep.expired.append((entry.anchor_ms, entry.key))
                 continue
             interval = self.renewal_interval_ms(info)
             expected += expected_renewals(now_ms, entry.first_seen_ms, window, interval)
@@ -514,9 +514,36 @@ class Replica:
         sweep.expected += expected
         sweep.observed += observed
 
+    def _decide(self, sweep: Sweep, now_ms: int) -> None:
+        window = self.config.renewal_window_ms
+        self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
+        sweep.preservation_changed = self.preservation.update(now_ms, sweep.observed, sweep.expected)
+        if self._eviction_requested:
+            self._eviction_requested = False
+            if self.preservation.allows_eviction:
+                cap = eviction_cap(self.index.count, self.config.max_eviction_fraction)
+                sweep.victims = sorted(sweep.expired)[:cap]
+                sweep.victims.reverse()  # oldest last: taken from the end
+
+    def _evict_some(self, sweep: Sweep, now_ms: int, count: int) -> None:
+        """Evict up to `count` of the chosen leases, oldest first, each if still expired and visible now."""
+        for _ in range(min(count, len(sweep.victims))):
+            _, key = sweep.victims.pop()
+            entry = self.entries.get(key)
+            record = entry.record if entry is not None else None
+            if (entry is None or record is None or record.info is None or entry.evicted
+                    or not entry.expired(now_ms, self.lease_duration_ms(record.info))):
+                continue
+            entry.evicted = True
+            self._evicted_at[key] = now_ms
+            self.index.hide(entry, record.info)
+            self.counters.evictions += 1
+            self._emit(key, Action.EVICT, record, now_ms, record.info)
+            sweep.evicted.append(key)
+
     def _full_sweep(self, now_ms: int) -> SweepOutcome:
         while True:
-            outcome = self.sweep(now_ms, len(self.entries) + 1)
+            outcome = self.sweep(now_ms, EVICTIONS_PER_ENTRY * (len(self.entries) + 1))
             if outcome is not None:
                 return outcome
 
@@ -531,24 +558,6 @@ class Replica:
         and none at all while self-preservation is active."""
         self.request_eviction()
         return self._full_sweep(now_ms).evicted
-
-    def _evict_expired(self, candidates: list[tuple[int, InstanceKey]], now_ms: int) -> list[InstanceKey]:
-        """Evict the oldest of the pass's expired leases that are still expired and visible now."""
-        victims = []
-        for _, key in sorted(candidates):
-            entry = self.entries.get(key)
-            record = entry.record if entry is not None else None
-            if (entry is not None and record is not None and record.info is not None and not entry.evicted
-                    and entry.expired(now_ms, self.lease_duration_ms(record.info))):
-                victims.append((key, entry, record, record.info))
-        victims = victims[:eviction_cap(self.index.count, self.config.max_eviction_fraction)]
-        for key, entry, record, info in victims:
-            entry.evicted = True
-            self._evicted_at[key] = now_ms
-            self.index.hide(entry, info)
-            self.counters.evictions += 1
-            self._emit(key, Action.EVICT, record, now_ms, info)
-        return [key for key, _, _, _ in victims]
 
     def collect_garbage(self, now_ms: int) -> int:
         """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL.

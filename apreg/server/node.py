@@ -180,8 +180,9 @@ class Node:
         """One pass of the core over every lease, a slice per turn of the event loop (see core/sweep.py)."""
         async with self._sweeping:
             while (outcome := self.replica.sweep(self.now_ms())) is None:
+                self.committed()  # evictions are changes: publish each slice's before anything else runs
                 await asyncio.sleep(0)
-            self.committed()  # evictions are changes: publish them before anything else runs
+            self.committed()
         if outcome.evicted:
             log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))

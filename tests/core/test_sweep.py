@@ -1,0 +1,41 @@
+"""The pass over all leases runs in slices: no call reads or evicts more than its budget allows."""
+from __future__ import annotations
+
+from apreg.core.config import CoreConfig
+from apreg.core.replica import Replica
+from apreg.core.sweep import EVICTIONS_PER_ENTRY
+
+from .strategies import info
+
+CONFIG = CoreConfig(lease_duration_ms=1_000, renewal_interval_ms=300, max_eviction_fraction=0.5,
+                    self_preservation=False)
+
+
+def test_a_mass_expiry_is_evicted_a_slice_at_a_time_oldest_first() -> None:
+    replica = Replica("a", "1", CONFIG)
+    for n in range(200):
+        replica.register(info(f"i-{n:03}"), 1_000 + n)
+    replica.take_changes()
+    replica.request_eviction()
+    budget, calls, evicted = 4 * EVICTIONS_PER_ENTRY, 0, []
+    while (outcome := replica.sweep(10_000, budget)) is None:
+        calls += 1
+        changes = replica.take_changes()
+        assert len(changes) <= budget // EVICTIONS_PER_ENTRY
+        evicted += [change.key.instance_id for change in changes]
+    evicted += [change.key.instance_id for change in replica.take_changes()]
+    assert calls >= 200 // budget + 100 // 4 - 1  # reading 200 entries, then 100 evictions, 4 per call
+    assert evicted == [f"i-{n:03}" for n in range(100)] == [key.instance_id for key in outcome.evicted]
+    assert replica.index.count == 100
+
+
+def test_renewing_during_a_pass_saves_an_instance_chosen_for_eviction() -> None:
+    replica = Replica("a", "1", CONFIG)
+    for n in range(10):
+        replica.register(info(f"i-{n}"), 1_000)
+    replica.request_eviction()
+    assert replica.sweep(10_000, 10) is None  # read all, chose 5 victims, evicted none yet
+    assert replica.renew(replica.index.app("SVC")["i-0"].key, 10_000)
+    while (outcome := replica.sweep(10_000, EVICTIONS_PER_ENTRY)) is None:
+        pass
+    assert "i-0" not in {key.instance_id for key in outcome.evicted} and len(outcome.evicted) == 4
