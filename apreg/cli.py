@@ -36,7 +36,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--max-clock-skew", type=float, help="remote timestamps further ahead than this many seconds are refused (60)")
     add("--read-cache-max-age", type=float,
         help="while the registry keeps changing, a full fetch may be served as of its last render this many "
-             "seconds ago; 0 renders every change (1)")
+             "seconds ago; 0 renders every change (0.25)")
     add("--secret", help="HMAC key for peer messages (or env APREG_SECRET)")
     add("--config", help="a TOML file with any of these settings (keys as flag names)")
     add("--log-level", default="INFO", help="logging level (INFO)")

@@ -37,7 +37,7 @@ class NodeSettings:
     tombstone_ttl: float = 24 * 3600.0
     max_clock_skew: float = 60.0
     peer_timeout: float = 5.0
-    read_cache_max_age: float = 1.0  # a changing registry's full document may be served this old (0: never)
+    read_cache_max_age: float = 0.25  # a changing registry's full document may be served this old (0: never)
 
     @property
     def url(self) -> str:
