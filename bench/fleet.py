@@ -28,7 +28,8 @@ longest answer per phase is the longest stall of A's event loop in it. Between p
 bench waits until every node answers a one-instance read within 20 ms again, so that work
 one phase left queued is not charged to the next. Figures are medians over rounds, except
 stalls (the max over rounds) and freshness (samples pooled over rounds); RSS per node is
-read from /proc at the end, and per instance as the growth from empty to N.
+read from /proc at the end, and per instance as the growth from empty to N. The nodes run
+with --eviction-interval 86400: nothing heartbeats the fleet between phases.
 
     python bench/fleet.py                                  # 10,000 instances, 3 rounds
     python bench/fleet.py --instances 1000,100000 --json out.json
@@ -75,6 +76,10 @@ PHASES = ("register", "fetch", "cold_start", "delta", "reads", "freshness", "syn
 MANY = 10 ** 9  # the request count of a phase that its time cap ends
 READERS, POLLERS = 8, 16
 SETTLED_MS = 20.0
+# The fleet is not heartbeated between phases (that load is measured on its own, in the renewals
+# phase), so without this its leases lapse within minutes and eviction empties the registry under
+# the later phases. Given first, so a --node-arg=--eviction-interval=... overrides it.
+KEEP_FLEET = ["--eviction-interval", "86400"]
 PHYSICAL_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
 T0 = time.monotonic()
 
@@ -213,8 +218,8 @@ async def fresh(run: Run) -> dict:
 async def sync(run: Run, rnd: int) -> dict:
     expect = (await status(run.session, run.urls[0]))["instances"]
     with run.timeline.phase("sync"):
-        out = await empty_peer_sync(run.procs, run.session, run.urls[0], f"d{rnd}", run.a.node_arg,
-                                    expect, run.a.sync_timeout)
+        out = await empty_peer_sync(run.procs, run.session, run.urls[0], f"d{rnd}",
+                                    [*KEEP_FLEET, *run.a.node_arg], expect, run.a.sync_timeout)
     return out | {"expected": expect}
 
 
@@ -295,7 +300,7 @@ async def start_bare(procs: ProcessSet, session: aiohttp.ClientSession) -> str:
 
 
 async def measure_size(n: int, a: argparse.Namespace, procs: ProcessSet) -> dict:
-    cluster = ApregCluster(3, procs, a.node_arg)
+    cluster = ApregCluster(3, procs, [*KEEP_FLEET, *a.node_arg])
     log(f"N={n:,}: starting 3 apreg nodes and a bare aiohttp server")
     await cluster.start()
     await cluster.close()  # its pooled session decompresses; this bench reads raw bodies
@@ -496,7 +501,8 @@ def print_table(summaries: dict[int, dict], a: argparse.Namespace) -> None:
     print("delta window: " + ", ".join(f"N={n:,}: {'empty' if not w else f'NOT empty ({w:,.0f} instances)'}"
                                        for n, w in windows.items())
           + " (Eureka's 3-minute window was not waited out)")
-    print(f"load average at the end {os.getloadavg()}, {os.cpu_count()} CPUs; node args {a.node_arg or 'none'}")
+    print(f"load average at the end {os.getloadavg()}, {os.cpu_count()} CPUs; node args {' '.join(KEEP_FLEET)} "
+          f"(no heartbeats between phases: eviction kept off) {' '.join(a.node_arg)}")
 
 
 # ----- main ------------------------------------------------------------------------------------------------
