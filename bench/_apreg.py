@@ -23,6 +23,12 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "apreg"]
 
 
+def serve_argv(port: int, node_id: str, peers: list[str], extra_args: list[str]) -> list[str]:
+    """`apreg serve` on 127.0.0.1:`port` with these peers (none: a lone node)."""
+    return [*command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", node_id,
+            *(["--peers", ",".join(peers)] if peers else []), *extra_args]
+
+
 def instance_ids(payload: dict) -> list[str]:
     """Instance ids of a Eureka `GET apps/{APP}` JSON body (one instance may come
     as an object rather than a one-element list, as Eureka renders it)."""
@@ -52,10 +58,8 @@ class ApregCluster(HttpCluster):
         ports = free_ports(self.n)
         self.urls = [f"http://127.0.0.1:{p}" for p in ports]
         for i, port in enumerate(ports):
-            peers = ",".join(u for j, u in enumerate(self.urls) if j != i)
-            argv = [*command(), "serve", "--host", "127.0.0.1", "--port", str(port),
-                    "--node-id", f"n{i + 1}", *(["--peers", peers] if peers else []),
-                    *self.extra_args]
+            peers = [u for j, u in enumerate(self.urls) if j != i]
+            argv = serve_argv(port, f"n{i + 1}", peers, self.extra_args)
             self.members.append(self.procs.spawn(f"n{i + 1}", argv))
         self.open_session()
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""The two processes `throughput.py` starts besides apreg itself:
+"""The two processes `throughput.py` starts besides apreg itself (`fleet.py` uses the bare
+server and the load phases too):
 
     _load.py bare --port P
         a bare aiohttp server answering the Eureka write paths with the status codes
         apreg gives (PUT renew -> 200, POST register -> 204, GET /eureka/apps -> 200)
-        and doing nothing else: the floor any aiohttp-based node sits on;
+        and an empty `GET /eureka/apps/delta` (gzip when asked, as apreg renders it),
+        doing nothing else: the floor any aiohttp-based node sits on;
     _load.py client --base URL --out FILE ...
         the load client: preload N registrations, then a renew phase and a register
         phase, each with a fixed number of requests in flight over keep-alive
@@ -30,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import summarize  # noqa: E402
 
 APP = "APREGTHRU"
-EXPECT = {"renew": 200, "register": 204, "preload": 204}
+EXPECT = {"renew": 200, "register": 204, "preload": 204, "read": 200}
+# What a steady-state delta poll gets: an empty delta, as apreg renders one.
+EMPTY_DELTA = json.dumps({"applications": {"versions__delta": "1", "apps__hashcode": "UP_1_",
+                                           "application": []}}, separators=(",", ":")).encode()
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -47,8 +52,14 @@ def bare_app() -> web.Application:
     async def apps(_: web.Request) -> web.Response:
         return web.json_response({"applications": {"application": []}})
 
+    async def delta(_: web.Request) -> web.Response:
+        response = web.Response(body=EMPTY_DELTA, content_type="application/json")
+        response.enable_compression()
+        return response
+
     app = web.Application()
     app.router.add_get("/eureka/apps", apps)
+    app.router.add_get("/eureka/apps/delta", delta)
     app.router.add_post("/eureka/apps/{app}", register)
     app.router.add_put("/eureka/apps/{app}/{id}", renew)
     return app
@@ -86,6 +97,17 @@ def instance_body(instance_id: str, dirty_ms: int) -> bytes:
     }}, separators=(",", ":")).encode()
 
 
+def rss_kb(pid: int) -> int | None:
+    """Resident set size of a process (VmRSS), in KiB (None if unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
 def cpu_ticks(pid: int) -> int | None:
     """utime+stime of a process, in clock ticks (None if unreadable)."""
     try:
@@ -95,36 +117,50 @@ def cpu_ticks(pid: int) -> int | None:
         return None
 
 
+WRITE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+async def request(session: aiohttp.ClientSession, req: tuple[str, str, bytes | None],
+                  headers: dict[str, str] | None, expect: int, lat: list[float],
+                  errors: dict[str, int]) -> int:
+    """One request of a phase: its time goes to `lat` (ms), an unexpected status or a transport
+    error to `errors`; returns the body's length as read."""
+    method, url, body = req
+    s = time.perf_counter()
+    size = 0
+    try:
+        async with session.request(method, url, data=body, headers=headers or (
+                WRITE_HEADERS if body is not None else None)) as r:
+            size = len(await r.read())
+            status: int | str = r.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        status = type(exc).__name__
+    lat.append((time.perf_counter() - s) * 1000.0)
+    if status != expect:
+        errors[str(status)] = errors.get(str(status), 0) + 1
+    return size
+
+
 async def phase(session: aiohttp.ClientSession, kind: str, make, count: int, seconds: float,
-                concurrency: int, server_pid: int | None) -> dict:
+                concurrency: int, server_pid: int | None, headers: dict[str, str] | None = None) -> dict:
     """`count` requests (or fewer if `seconds` runs out) with `concurrency` in flight.
-    `make(i)` -> (method, url, body|None). Throughput = completed / wall time."""
+    `make(i)` -> (method, url, body|None). Throughput = completed / wall time. `headers`
+    go with every request; by default JSON headers go with requests that have a body."""
     expect = EXPECT[kind]
     lat: list[float] = []
     errors: dict[str, int] = {}
+    sizes = 0
     nxt = 0
     perf = time.perf_counter
     t0 = perf()
     deadline = t0 + seconds
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
     async def worker() -> None:
-        nonlocal nxt
+        nonlocal nxt, sizes
         while nxt < count and perf() < deadline:
             i = nxt
             nxt += 1
-            method, url, body = make(i)
-            s = perf()
-            try:
-                async with session.request(method, url, data=body,
-                                           headers=headers if body is not None else None) as r:
-                    await r.read()
-                    status = r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                status = type(exc).__name__
-            lat.append((perf() - s) * 1000.0)
-            if status != expect:
-                errors[str(status)] = errors.get(str(status), 0) + 1
+            sizes += await request(session, make(i), headers, expect, lat, errors)
 
     srv0, cpu0 = (cpu_ticks(server_pid) if server_pid else None), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -134,7 +170,7 @@ async def phase(session: aiohttp.ClientSession, kind: str, make, count: int, sec
     out = {
         "requests": done, "seconds": round(wall, 3), "rps": round(done / wall, 1) if wall else 0.0,
         "errors": sum(errors.values()), "error_kinds": errors, "latency_ms": summarize(lat),
-        "hit_time_cap": done < count,
+        "hit_time_cap": done < count, "body_bytes": sizes // done if done else None,
         "client_cpu_pct": round(100.0 * (cpu1 - cpu0) / wall, 1) if wall else None,
     }
     if srv0 is not None and srv1 is not None and done:
@@ -142,6 +178,43 @@ async def phase(session: aiohttp.ClientSession, kind: str, make, count: int, sec
         out["server_cpu_pct"] = round(100.0 * srv_s / wall, 1)
         out["server_cpu_us_per_req"] = round(1e6 * srv_s / done, 1)
     return out
+
+
+async def paced(session: aiohttp.ClientSession, kind: str, make, rate: float, seconds: float,
+                max_in_flight: int, pids: dict[str, int]) -> dict:
+    """Requests at a fixed `rate` per second for `seconds` (open loop: a slow server does not
+    slow the sender, up to `max_in_flight`; beyond that a due request is skipped and counted),
+    with each of `pids`' CPU use over the phase in % of one core. `make(i)` as for `phase`."""
+    expect = EXPECT[kind]
+    tick = 0.005
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    tasks: set[asyncio.Task[int]] = set()
+    perf = time.perf_counter
+
+    ticks0 = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    cpu0 = time.process_time()
+    sent = skipped = 0
+    t0 = perf()
+    while (now := perf()) < t0 + seconds:
+        for _ in range(int((now - t0) * rate) - sent - skipped):
+            if len(tasks) >= max_in_flight:
+                skipped += 1
+                continue
+            task = asyncio.create_task(request(session, make(sent), None, expect, lat, errors))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        await asyncio.sleep(tick)
+    await asyncio.gather(*tasks)
+    wall = perf() - t0
+    ticks1 = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    cpu = {name: round(100.0 * (ticks1[name] - t) / CLK_TCK / wall, 1)
+           for name, t in ticks0.items() if t is not None and ticks1[name] is not None}
+    return {"target_rps": round(rate, 1), "sent": sent, "skipped": skipped, "seconds": round(wall, 3),
+            "rps": round(len(lat) / wall, 1), "errors": sum(errors.values()), "error_kinds": errors,
+            "latency_ms": summarize(lat), "server_cpu_pct": cpu,
+            "client_cpu_pct": round(100.0 * (time.process_time() - cpu0) / wall, 1)}
 
 
 async def run_client(a: argparse.Namespace) -> dict:
