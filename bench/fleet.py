@@ -14,8 +14,8 @@ then per round, all against node A unless said:
              fetch each, all at once: p50/p99/max and the time until the last answer
   delta      GET /eureka/apps/delta (JSON gzip) by 16 pollers, then the same against a
              bare aiohttp handler returning an empty delta (round after round: apreg,
-             bare, apreg, bare...). The delta window is Eureka's 3 minutes and is not
-             waited out: the table says how many instances it held
+             bare, apreg, bare...), once the 3-minute window has drained (waited for
+             up to --delta-drain s): the table says how many instances it held
   reads      GET apps/APP7, vips/app7, instances/{id}, JSON, sequential
   freshness  register one instance at a time at A; from A's 204 until B's delta lists it,
              and separately until B's full fetch does (polled back to back, 2 ms apart)
@@ -183,10 +183,21 @@ async def cold_start(run: Run) -> dict:
 
 
 async def delta_polls(run: Run) -> dict:
-    """apreg's delta, then the bare handler's, by the same pollers; also how full the window is."""
+    """apreg's delta, then the bare handler's, by the same pollers; also how full the window is. The steady
+    state is a drained window: up to --delta-drain seconds are waited for it (Eureka keeps 3 minutes)."""
     path = "/eureka/apps/delta"
-    async with run.session.get(run.urls[0] + path, headers=PLAIN_JSON) as r:
-        window = (await r.read()).count(b'"instanceId"')
+
+    async def window_size() -> int:
+        async with run.session.get(run.urls[0] + path, headers=PLAIN_JSON) as r:
+            return (await r.read()).count(b'"instanceId"')
+
+    deadline = time.monotonic() + run.a.delta_drain
+    window = await window_size()
+    if window:
+        log(f"delta: waiting up to {run.a.delta_drain:.0f} s for the window of {window:,} to drain")
+    while window and time.monotonic() < deadline:
+        await asyncio.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+        window = await window_size()
     headers = fetch_headers("json", True)
     with run.timeline.phase("delta"):
         apreg = await run.read_phase(run.urls[0] + path, headers, MANY, run.a.seconds, POLLERS)
@@ -544,6 +555,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--fetch-seconds", type=float, default=10, help="... or fewer when this runs out (10)")
     add("--cold-clients", type=int, default=200)
     add("--cold-seconds", type=float, default=120, help="time cap of the cold start (120)")
+    add("--delta-drain", type=float, default=200, help="wait up to this long for the delta window to empty (200)")
     add("--read-count", type=int, default=200, help="sequential reads per kind (200) ...")
     add("--read-seconds", type=float, default=5, help="... or fewer when this runs out (5)")
     add("--fresh-writes", type=int, default=50, help="freshness writes per round and view (50) ...")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 N = 200
 TINY = ("--instances", str(N), "--apps", "10", "--rounds", "1", "--seconds", "1", "--fetch-count", "3",
         "--fetch-seconds", "2", "--cold-clients", "20", "--read-count", "20", "--read-seconds", "1",
-        "--fresh-writes", "5", "--fresh-seconds", "5", "--renew-seconds", "2")
+        "--fresh-writes", "5", "--fresh-seconds", "5", "--renew-seconds", "2", "--delta-drain", "0")
 
 
 def test_fleet_smoke(tmp_path: Path) -> None:
