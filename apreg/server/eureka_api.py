@@ -71,7 +71,7 @@ class EurekaApi:
         renewed = self.replica.renew(_key(request), self.node.now_ms(), last_dirty)
         if not renewed:
             return web.Response(status=404)  # empty: Eureka clients re-register on it
-        self.node.committed()
+        self.node.committed(urgent=False)
         return web.Response(status=200)
 
     async def cancel(self, request: web.Request) -> web.Response:

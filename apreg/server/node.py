@@ -27,6 +27,7 @@ from .feed import ChangeFeed
 from .settings import NodeSettings
 
 log = logging.getLogger("apreg.node")
+RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
 
 
 @dataclass(slots=True)
@@ -58,7 +59,7 @@ class Node:
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
         self._wake = {url: asyncio.Event() for url in settings.peers}
-        self._flush_pending = False
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._transport: PeerTransport | None = None
@@ -100,23 +101,36 @@ class Node:
 
     # ----- after every state change ------------------------------------------------------------------------
 
-    def committed(self) -> None:
-        """Schedule an eager push (coalesced for `push_window`) and publish what the core applied.
+    def committed(self, urgent: bool = True) -> None:
+        """Schedule an eager push and publish what the core applied.
 
-        Pushers are woken before the feed's readers so that they run first: a change reaches the other nodes
-        (and their watchers) before this node spends time on its own watch streams."""
-        if self.links and not self._flush_pending:
-            if self.settings.push_window <= 0:
-                self._flush()  # the pushers wake now; what piles up while a push is in flight goes in the next one
-            else:
-                self._flush_pending = True
-                asyncio.get_running_loop().call_later(self.settings.push_window, self._flush)
+        A versioned write goes out at once (or after `push_window`); renewals alone wait up to
+        `RENEWAL_PUSH_WINDOW_S` for company, so a fleet's heartbeats travel a few frames a second per peer, not
+        one frame each (a lease lasts 90 s; a frame costs the receiver more than the renewals in it). Pushers
+        are woken before the feed's readers so that they run first: a change reaches the other nodes (and
+        their watchers) before this node spends time on its own watch streams."""
+        if self.links:
+            window = self.settings.push_window
+            self._schedule_flush(window if urgent else max(window, RENEWAL_PUSH_WINDOW_S))
         changes = self.replica.take_changes()
         if changes:
             self.documents.note(changes, self.feed.publish(changes))
 
+    def _schedule_flush(self, delay: float) -> None:
+        if delay <= 0:
+            self._flush()  # the pushers wake now; what piles up while a push is in flight goes in the next one
+            return
+        loop = asyncio.get_running_loop()
+        if self._flush_timer is not None:
+            if self._flush_timer.when() <= loop.time() + delay:
+                return  # an earlier flush is coming: it takes this change along
+            self._flush_timer.cancel()
+        self._flush_timer = loop.call_later(delay, self._flush)
+
     def _flush(self) -> None:
-        self._flush_pending = False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         for url in self.replica.push_targets():
             self._wake[url].set()
 
@@ -137,7 +151,7 @@ class Node:
     def receive(self, message: Message) -> Message | None:
         """A message from a peer (POST or push stream); returns the reply to send back, if any."""
         reply = self.replica.receive(message, self.now_ms())
-        self.committed()
+        self.committed(urgent=not isinstance(message, Push) or bool(message.delta.records))
         return reply
 
     async def _send(self, out: Outgoing) -> None:

@@ -55,3 +55,23 @@ async def test_writes_reach_nodes_that_are_not_directly_connected() -> None:
 
 async def _same(c: LocalCluster, nodes: list[int], want: set[str]) -> bool:
     return all([await c.ids(n) == want for n in nodes])
+
+
+async def test_a_burst_of_renewals_travels_in_a_few_frames_and_arrives_whole() -> None:
+    """Heartbeats are not versioned writes: they wait briefly for each other instead of a frame each."""
+    async with LocalCluster(2) as c:
+        link = c.nodes[0].links[c.nodes[0].settings.peers[0]]
+        for k in range(20):
+            await c.request(0, "POST", "/eureka/apps/svc", json_body=instance_body("svc", f"i{k}"))
+        assert await eventually(lambda: _same(c, [1], {f"i{k}" for k in range(20)}))
+        frames_before = link.frames  # pushes (anti-entropy digests go by POST)
+        for _ in range(5):
+            for k in range(20):
+                assert (await c.request(0, "PUT", f"/eureka/apps/SVC/i{k}"))[0] == 200
+        a, b = c.nodes[0].replica, c.nodes[1].replica
+
+        async def renewals_arrived() -> bool:
+            return all(b.entries[key].renewed == entry.renewed for key, entry in a.entries.items())
+
+        assert await eventually(renewals_arrived)
+        assert link.frames - frames_before <= 10, "100 renewals should not take a frame each"
