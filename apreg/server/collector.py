@@ -7,8 +7,8 @@ collection walks every tracked object: at 100,000 instances that is 0.3-0.5 s wi
 far beyond what a read may wait.
 
 So: the young generation is collected less often, what exists at start-up is frozen, and `settle` (after each
-eviction pass, and once the initial pull from peers is done) collects the young generations and freezes what
-survived. Full collections then only walk what arrived since the last freeze. Objects frozen stay subject to
+pass over the leases, every renewal window / 20: 3 s by default) collects the young generations and freezes
+what survived. Collections then only walk what arrived in the last few seconds. Objects frozen stay subject to
 reference counting, which frees everything the registry drops (its structures hold no reference cycles); only a
 reference cycle that is still alive when frozen and dies later is never reclaimed.
 """

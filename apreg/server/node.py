@@ -185,7 +185,6 @@ class Node:
         await self._sweep()
         self.replica.collect_garbage(self.now_ms())
         self.committed()
-        collector.settle()
 
     async def _preservation_check(self) -> None:
         await self._sweep()
@@ -197,6 +196,7 @@ class Node:
                 self.committed()  # evictions are changes: publish each slice's before anything else runs
                 await asyncio.sleep(0)
             self.committed()
+        collector.settle()  # every few seconds, so that what it collects stays small
         if outcome.evicted:
             log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))
