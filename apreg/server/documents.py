@@ -7,11 +7,15 @@ rendered once per format and kept only deflated (`gzip_join.Piece`). A change to
 dirty; the next read of a document that contains it re-renders that block alone, and joins the pieces (a CRC
 combine per piece, no recompression) into the gzip document. Plain-text answers inflate the pieces.
 
+The same blocks serve `GET apps/{APP}`, and the delta is built the same way from the feed's window (the latest
+change per instance in the last 3 minutes), so a poll after a change costs that change, not the window.
+
 What a document may lag behind, and by how much (README, "HTTP API"):
-- renewals invalidate nothing, so `leaseInfo.lastRenewalTimestamp` may lag by up to `refresh_ms` (the node's
-  renewal interval): blocks older than that are re-rendered on the next read;
+- renewals invalidate nothing, so each instance's `leaseInfo` shows its lease as it was at some moment within
+  the last `refresh_ms` (the node's renewal interval): blocks older than that are re-rendered on the next read;
 - the whole-registry document is rebuilt when the registry changed, but under constant churn it is served as of
-  its last build for at most `max_age_ms` (`--read-cache-max-age`; 0 rebuilds on every change).
+  its last build for at most `max_age_ms` (`--read-cache-max-age`; 0 rebuilds on every change); the delta and
+  single apps are never served old.
 
 Work is handed out as generators that yield after every block, so the shell can give the event loop back
 between blocks (`eureka_api.run_steps`): no single step costs more than one block's render.
