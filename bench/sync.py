@@ -10,6 +10,7 @@ and the median. Targets from the issue: sync within 5 s, no stall over 20 ms.
 
     python bench/sync.py                          # 100,000 instances, 3 runs
     python bench/sync.py --instances 20000 --runs 1 --profile   # cProfile both nodes, top functions on stdout
+    python bench/sync.py --runs 1 --trace        # name what held each node's event loop over 20 ms
 
 Progress goes to stderr. On a 2-core machine the bench, A and B share the cores: quote medians.
 """
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import pstats
+import re
 import shutil
 import statistics
 import sys
@@ -55,15 +58,17 @@ def spring_body(i: int, apps: int) -> dict:
     }}
 
 
-def probe_path(apps: int) -> str:
-    body = spring_body(0, apps)["instance"]
+def instance_path(i: int, apps: int) -> str:
+    body = spring_body(i, apps)["instance"]
     return f"/eureka/apps/{body['app']}/{body['instanceId']}"
 
 
-def serve_argv(port: int, node_id: str, peers: str | None, profile: Path | None) -> list[str]:
+def serve_argv(port: int, node_id: str, peers: str | None, profile: Path | None, trace: bool) -> list[str]:
     base = apreg_command()
     if profile is not None:  # cProfile writes its file when serve exits cleanly on SIGTERM
         base = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "apreg"]
+    elif trace:
+        base = [sys.executable, __file__, "--as-traced-node"]
     return [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", node_id,
             *(["--peers", peers] if peers else []), "--eviction-interval", "3600"]
 
@@ -140,7 +145,7 @@ async def one_run(args: argparse.Namespace, workdir: Path, profile: bool) -> Res
     deadline = time.monotonic() + args.timeout
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency + 8))
     try:
-        procs.spawn("a", serve_argv(port_a, "a", None, workdir / "a.prof" if profile else None))
+        procs.spawn("a", serve_argv(port_a, "a", None, workdir / "a.prof" if profile else None, args.trace))
         await wait_until(lambda: status(session, url_a), 60, 0.1, "node A answering")
         print(f"registering {args.instances} instances ({args.apps} apps) at A", file=sys.stderr, flush=True)
         started = time.monotonic()
@@ -150,31 +155,40 @@ async def one_run(args: argparse.Namespace, workdir: Path, profile: bool) -> Res
             raise RuntimeError("A does not hold every registration")
 
         stop = asyncio.Event()
-        path = probe_path(args.apps)
+        path = instance_path(0, args.apps)
         probers = [Prober(session, url_a + path), Prober(session, url_b + path)]
         probing = [asyncio.create_task(p.run(stop)) for p in probers]
         await asyncio.sleep(0.5)  # A's baseline under the prober alone
         print("starting B", file=sys.stderr, flush=True)
         spawned = time.monotonic()
-        procs.spawn("b", serve_argv(port_b, "b", url_a, workdir / "b.prof" if profile else None))
-        serving_at = 0.0
+        procs.spawn("b", serve_argv(port_b, "b", url_a, workdir / "b.prof" if profile else None, args.trace))
+        # Wait for the last registration (pages come in log order) with cheap GETs: /v1/status counts every
+        # instance (tens of ms at 100,000), so polling it throughout would stall B itself.
+        last, serving_at = url_b + instance_path(args.instances - 1, args.apps), 0.0
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError("B did not sync before the deadline")
             procs.check_alive()
             try:
-                doc = await status(session, url_b)
+                async with session.get(last, headers=JSON) as r:
+                    await r.read()
             except aiohttp.ClientError:
                 await asyncio.sleep(0.05)
                 continue
             serving_at = serving_at or time.monotonic()
+            if r.status == 200:
+                break
+            await asyncio.sleep(PROBE_INTERVAL_S)
+        stop.set()  # the probes cover the pull, not the status polls that confirm it
+        await asyncio.gather(*probing)
+        while True:
+            doc = await status(session, url_b)
             if doc["in_sync"] and doc["instances"] == args.instances:
                 synced = time.monotonic()
                 break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"B holds {doc['instances']} instances, in_sync={doc['in_sync']}")
             await asyncio.sleep(args.poll)
-        await asyncio.sleep(0.5)  # both settle (the first anti-entropy rounds after the pull)
-        stop.set()
-        await asyncio.gather(*probing)
         a, b = probers
         print(f"  synced in {synced - spawned:.2f} s; probes {a.count}/{b.count}; slowest A {a.longest_ms:.1f} ms, "
               f"B {b.longest_ms:.1f} ms; over 20 ms: A {sorted(a.slow)[-5:]}, B {sorted(b.slow)[-5:]}",
@@ -183,6 +197,54 @@ async def one_run(args: argparse.Namespace, workdir: Path, profile: bool) -> Res
     finally:
         await session.close()
         procs.stop_all()
+        if args.trace:
+            for name in ("a", "b"):
+                print_stalls(workdir / f"{name}.log", name.upper())
+
+
+def run_traced_node(argv: list[str]) -> None:
+    """`apreg serve` that logs every event-loop callback over 20 ms and every GC pass over 5 ms (--trace)."""
+    from apreg.cli import main as apreg_main
+
+    started: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif (took := (time.perf_counter() - started[0]) * 1000) > 5:
+            print(f"GC gen{info['generation']} {took:.1f} ms", file=sys.stderr, flush=True)
+
+    handle_run = asyncio.events.Handle._run
+
+    def timed_run(handle: asyncio.events.Handle) -> None:
+        start = time.perf_counter()
+        handle_run(handle)
+        if (took := (time.perf_counter() - start) * 1000) > 20:
+            print(f"STALL {took:.1f} ms {describe(handle)}", file=sys.stderr, flush=True)
+
+    def describe(handle: asyncio.events.Handle) -> str:
+        """The coroutine a task step ran (and a periodic task's action), else the callback."""
+        task = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if coro is None:
+            return f"{handle!r:.200}"
+        frame = getattr(coro, "cr_frame", None)
+        action = frame.f_locals.get("action") if frame is not None else None
+        return f"task {getattr(coro, '__qualname__', coro)}" + (f" {action!r:.120}" if action else "")
+
+    gc.callbacks.append(on_gc)
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+    sys.argv = ["apreg", *argv]
+    apreg_main()
+
+
+def print_stalls(log: Path, node: str, lines: int = 12) -> None:
+    """The longest stalls and GC passes a traced node logged."""
+    found = [(float(m.group(2)), line) for line in log.read_text(errors="replace").splitlines()
+             if (m := re.match(r"(STALL|GC gen\d) ([\d.]+) ms", line))]
+    print(f"\n=== node {node}: {len(found)} stalls over 20 ms / GC passes over 5 ms; the longest ===")
+    for _, line in sorted(found, reverse=True)[:lines]:
+        print(f"  {line[:220]}")
 
 
 def print_profile(path: Path, title: str, lines: int) -> None:
@@ -205,6 +267,7 @@ async def main() -> None:
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run, registration included")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between status polls of B")
     parser.add_argument("--profile", action="store_true", help="run both nodes under cProfile (slower)")
+    parser.add_argument("--trace", action="store_true", help="log what holds each node's loop over 20 ms")
     parser.add_argument("--keep", action="store_true", help="keep node logs and profiles")
     args = parser.parse_args()
     if not 0 < args.instances <= 1_000_000 or not 0 < args.runs <= 20 or not 0 < args.concurrency <= 512:
@@ -237,4 +300,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--as-traced-node"]:
+        run_traced_node(sys.argv[2:])
+    else:
+        asyncio.run(main())
