@@ -233,7 +233,7 @@ def run_traced_node(argv: list[str]) -> None:
         return f"task {getattr(coro, '__qualname__', coro)}" + (f" {action!r:.120}" if action else "")
 
     gc.callbacks.append(on_gc)
-    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign, assignment]
     sys.argv = ["apreg", *argv]
     apreg_main()
 

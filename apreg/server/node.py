@@ -14,7 +14,7 @@ from typing import Callable
 
 import aiohttp
 
-from apreg.core.messages import Digest, DigestReply, Message
+from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Outgoing, Replica
 from apreg.peer.auth import wall_ms
@@ -141,11 +141,11 @@ class Node:
         a pull."""
         if isinstance(out.message, Digest):
             await self._pull(out.peer, out.message)
-            return
-        try:
-            await self._streams[out.peer].send(out.message)
-        except PeerUnavailable:
-            pass
+        elif isinstance(out.message, Push):
+            try:
+                await self._streams[out.peer].send(out.message)
+            except PeerUnavailable:
+                pass
 
     async def _pull(self, url: str, digest: Digest) -> None:
         """Send a digest and apply the pages it brings. While a page is applied the next one is already asked
