@@ -169,8 +169,8 @@ class InstanceInfo:
         values["overridden_status"] = _status(values["overridden_status"])
         for name in ("metadata", "data_center_metadata"):
             mapping = values[name]
-            if not isinstance(mapping, dict) or not all(
-                type(k) is str and type(v) is str for k, v in mapping.items()
+            if not isinstance(mapping, dict) or not (
+                _ONLY_STR.issuperset(map(type, mapping)) and _ONLY_STR.issuperset(map(type, mapping.values()))
             ):
                 raise TypeError(f"{name} must map strings to strings")
             values[name] = mapping or EMPTY
@@ -217,6 +217,7 @@ _DEFAULTS: dict[str, object] = {
     f.name: {} if f.default is dataclasses.MISSING and f.default_factory is _empty else f.default
     for f in dataclasses.fields(InstanceInfo) if f.default is not dataclasses.MISSING or f.default_factory is _empty}
 _in_field_order = operator.itemgetter(*_FIELD_NAMES)
+_ONLY_STR = frozenset({str})
 _SLOT_SETTERS = tuple(InstanceInfo.__dict__[name].__set__ for name in _FIELD_NAMES)
 
 

@@ -49,6 +49,7 @@ INSTANCE_FIELDS = ("app", "instance_id", "host_name", "ip_addr", "status", "over
 REQUIRED_FIELDS = 4  # app, instance id, host name, ip address: a shorter list is not an instance
 MAX_INSTANCE_FIELDS = 64  # a newer peer's list may be longer than ours, but not without bound
 _values = attrgetter(*INSTANCE_FIELDS)  # one C call per instance; statuses pack as their (str) values
+_ONLY_STR, _ONLY_INT = frozenset({str}), frozenset({int})  # exact types: a bool is no counter
 class WireError(ValueError):
     """A peer frame that is not valid protocol: garbage, an unknown type, a missing or mistyped field."""
 
@@ -169,7 +170,8 @@ def _undelta(body: Any, version: int) -> Delta:
 
 def _record(item: Any, shared: dict[object, Any], version: int) -> Record:
     app, instance_id, info, vv, stamp, epoch = _fields(item, 6)
-    if not isinstance(vv, dict) or not all(isinstance(k, str) and _int(v) > 0 for k, v in vv.items()):
+    if not isinstance(vv, dict) or not (_ONLY_STR.issuperset(map(type, vv)) and _ONLY_INT.issuperset(
+            map(type, vv.values())) and (not vv or 0 < min(vv.values()) <= max(vv.values()) < 2**63)):
         raise WireError("version vector must map replica ids to positive counters")
     if info is None:
         key = InstanceKey(sys.intern(_str(app)), _str(instance_id))
