@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """How fast an empty node pulls a large registry from a peer, and whether either node stalls meanwhile.
 
-Per run: node A (`apreg serve`, no peers) takes --instances Spring-style registrations (home, status and health
-URLs, two metadata keys; --apps apps) by concurrent POSTs; then node B starts with `--peers A`, and the run
-times how long until B's `/v1/status` says `in_sync` with all instances. Meanwhile a prober GETs one instance
+Node A (`apreg serve`, no peers) takes --instances Spring-style registrations (home, status and health URLs, two
+metadata keys; --apps apps) by concurrent POSTs, once; then per run a fresh, empty node B starts with `--peers A`,
+and the run times how long until B's `/v1/status` says `in_sync` with all instances (B is stopped after). Meanwhile a prober GETs one instance
 from A, and one from B, every 20 ms and records the longest response (the stall: a handler or a peer exchange
-holding a node's event loop shows up as a slow probe). Each run starts fresh nodes; the table gives each run
-and the median. Targets from the issue: sync within 5 s, no stall over 20 ms.
+holding a node's event loop shows up as a slow probe). The table gives each run and the median. Targets from the issue: sync within 5 s, no stall over 20 ms.
 
     python bench/sync.py                          # 100,000 instances, 3 runs
     python bench/sync.py --instances 20000 --runs 1 --profile   # cProfile both nodes, top functions on stdout
@@ -34,7 +33,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _apreg import command as apreg_command  # noqa: E402
-from _procs import ProcessSet, free_ports, install_exit_handlers, wait_until  # noqa: E402
+from _procs import Managed, ProcessSet, free_ports, install_exit_handlers, wait_until  # noqa: E402
 
 JSON = {"Accept": "application/json"}
 PROBE_INTERVAL_S = 0.02
@@ -138,14 +137,15 @@ async def status(session: aiohttp.ClientSession, url: str) -> dict:
         return await r.json()
 
 
-async def one_run(args: argparse.Namespace, workdir: Path, profile: bool) -> Result:
+async def measure(args: argparse.Namespace, workdir: Path) -> list[Result]:
+    """Fill A once, then per run start a fresh B, time its pull, and stop it."""
     procs = ProcessSet(workdir, remove_dir=False)
-    port_a, port_b = free_ports(2)
-    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    port_a = free_ports(1)[0]
+    url_a = f"http://127.0.0.1:{port_a}"
     deadline = time.monotonic() + args.timeout
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency + 8))
     try:
-        procs.spawn("a", serve_argv(port_a, "a", None, workdir / "a.prof" if profile else None, args.trace))
+        a = procs.spawn("a", serve_argv(port_a, "a", None, workdir / "a.prof" if args.profile else None, args.trace))
         await wait_until(lambda: status(session, url_a), 60, 0.1, "node A answering")
         print(f"registering {args.instances} instances ({args.apps} apps) at A", file=sys.stderr, flush=True)
         started = time.monotonic()
@@ -153,22 +153,42 @@ async def one_run(args: argparse.Namespace, workdir: Path, profile: bool) -> Res
         print(f"  done in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
         if (await status(session, url_a))["instances"] != args.instances:
             raise RuntimeError("A does not hold every registration")
+        results = []
+        for run in range(args.runs):
+            a_log_from = a.log.stat().st_size
+            results.append(await pull_once(args, procs, a, session, url_a, f"b{run + 1}", deadline))
+            if args.trace:
+                print_stalls(a.log, "A", a_log_from)
+                print_stalls(workdir / f"b{run + 1}.log", f"B (run {run + 1})")
+        return results
+    finally:
+        await session.close()
+        procs.stop_all()
 
-        stop = asyncio.Event()
-        path = instance_path(0, args.apps)
-        probers = [Prober(session, url_a + path), Prober(session, url_b + path)]
-        probing = [asyncio.create_task(p.run(stop)) for p in probers]
-        await asyncio.sleep(0.5)  # A's baseline under the prober alone
-        print("starting B", file=sys.stderr, flush=True)
-        spawned = time.monotonic()
-        procs.spawn("b", serve_argv(port_b, "b", url_a, workdir / "b.prof" if profile else None, args.trace))
+
+async def pull_once(args: argparse.Namespace, procs: ProcessSet, a: Managed, session: aiohttp.ClientSession,
+                    url_a: str, name: str, deadline: float) -> Result:
+    port_b = free_ports(1)[0]
+    url_b = f"http://127.0.0.1:{port_b}"
+    stop = asyncio.Event()
+    path = instance_path(0, args.apps)
+    probers = [Prober(session, url_a + path), Prober(session, url_b + path)]
+    probing = [asyncio.create_task(p.run(stop)) for p in probers]
+    await asyncio.sleep(0.5)  # A's baseline under the prober alone
+    print(f"starting {name}", file=sys.stderr, flush=True)
+    spawned = time.monotonic()
+    profile = procs.workdir / f"{name}.prof" if args.profile else None
+    b = procs.spawn(name, serve_argv(port_b, name, url_a, profile, args.trace))
+    try:
         # Wait for the last registration (pages come in log order) with cheap GETs: /v1/status counts every
         # instance (tens of ms at 100,000), so polling it throughout would stall B itself.
         last, serving_at = url_b + instance_path(args.instances - 1, args.apps), 0.0
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError("B did not sync before the deadline")
-            procs.check_alive()
+            for node in (a, b):
+                if not node.alive():
+                    raise RuntimeError(f"{node.name} exited rc={node.proc.returncode}; log tail:\n{node.tail()}")
             try:
                 async with session.get(last, headers=JSON) as r:
                     await r.read()
@@ -189,17 +209,13 @@ async def one_run(args: argparse.Namespace, workdir: Path, profile: bool) -> Res
             if time.monotonic() > deadline:
                 raise TimeoutError(f"B holds {doc['instances']} instances, in_sync={doc['in_sync']}")
             await asyncio.sleep(args.poll)
-        a, b = probers
-        print(f"  synced in {synced - spawned:.2f} s; probes {a.count}/{b.count}; slowest A {a.longest_ms:.1f} ms, "
-              f"B {b.longest_ms:.1f} ms; over 20 ms: A {sorted(a.slow)[-5:]}, B {sorted(b.slow)[-5:]}",
-              file=sys.stderr, flush=True)
-        return Result(synced - spawned, serving_at - spawned, a.longest_ms, b.longest_ms, len(a.slow), len(b.slow))
     finally:
-        await session.close()
-        procs.stop_all()
-        if args.trace:
-            for name in ("a", "b"):
-                print_stalls(workdir / f"{name}.log", name.upper())
+        stop.set()
+        b.stop()
+    pa, pb = probers
+    print(f"  synced in {synced - spawned:.2f} s; probes {pa.count}/{pb.count}; slowest A {pa.longest_ms:.1f} ms, "
+          f"B {pb.longest_ms:.1f} ms; over 20 ms: A {len(pa.slow)}, B {len(pb.slow)}", file=sys.stderr, flush=True)
+    return Result(synced - spawned, serving_at - spawned, pa.longest_ms, pb.longest_ms, len(pa.slow), len(pb.slow))
 
 
 def run_traced_node(argv: list[str]) -> None:
@@ -238,9 +254,12 @@ def run_traced_node(argv: list[str]) -> None:
     apreg_main()
 
 
-def print_stalls(log: Path, node: str, lines: int = 12) -> None:
-    """The longest stalls and GC passes a traced node logged."""
-    found = [(float(m.group(2)), line) for line in log.read_text(errors="replace").splitlines()
+def print_stalls(log: Path, node: str, offset: int = 0, lines: int = 12) -> None:
+    """The longest stalls and GC passes a traced node logged (from `offset` in its log on)."""
+    with open(log, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode(errors="replace")
+    found = [(float(m.group(2)), line) for line in text.splitlines()
              if (m := re.match(r"(STALL|GC gen\d) ([\d.]+) ms", line))]
     print(f"\n=== node {node}: {len(found)} stalls over 20 ms / GC passes over 5 ms; the longest ===")
     for _, line in sorted(found, reverse=True)[:lines]:
@@ -273,20 +292,19 @@ async def main() -> None:
     if not 0 < args.instances <= 1_000_000 or not 0 < args.runs <= 20 or not 0 < args.concurrency <= 512:
         parser.error("instances in (0, 1e6], runs in (0, 20], concurrency in (0, 512]")
     install_exit_handlers()
-    results = []
-    for run in range(args.runs):
-        workdir = Path(tempfile.mkdtemp(prefix="bench-sync-"))
-        print(f"run {run + 1}/{args.runs} (logs in {workdir})", file=sys.stderr, flush=True)
-        try:
-            results.append(await one_run(args, workdir, args.profile))
-            if args.profile:
-                print_profile(workdir / "a.prof", "node A (source)", 25)
-                print_profile(workdir / "b.prof", "node B (receiver)", 25)
-        finally:
-            if args.keep:
-                print(f"kept {workdir}", file=sys.stderr)
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    print(f"logs in {workdir}", file=sys.stderr, flush=True)
+    try:
+        results = await measure(args, workdir)
+        if args.profile:
+            print_profile(workdir / "a.prof", "node A (source)", 25)
+            for run in range(args.runs):
+                print_profile(workdir / f"b{run + 1}.prof", f"node B (receiver, run {run + 1})", 25)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{args.instances} instances, {args.apps} apps; targets: sync <= 5 s, longest probe <= 20 ms"
           + (" (profiled: slower)" if args.profile else ""))
     print(f"{'run':>6} {'sync_s':>8} {'start_s':>8} {'probe_A_ms':>11} {'probe_B_ms':>11} {'>20ms A/B':>10}")
