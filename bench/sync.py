@@ -3,9 +3,10 @@
 
 Node A (`apreg serve`, no peers) takes --instances Spring-style registrations (home, status and health URLs, two
 metadata keys; --apps apps) by concurrent POSTs, once; then per run a fresh, empty node B starts with `--peers A`,
-and the run times how long until B's `/v1/status` says `in_sync` with all instances (B is stopped after). Meanwhile a prober GETs one instance
-from A, and one from B, every 20 ms and records the longest response (the stall: a handler or a peer exchange
-holding a node's event loop shows up as a slow probe). The table gives each run and the median. Targets from the issue: sync within 5 s, no stall over 20 ms.
+and the run times how long until B's `/v1/status` says `in_sync` with all instances (B is stopped after).
+Meanwhile a prober GETs one instance from A, and one from B, every 20 ms and records the longest response (the
+stall: a handler or a peer exchange holding a node's event loop shows up as a slow probe). The table gives each
+run and the median. Targets from the issue: sync within 5 s, no stall over 20 ms.
 
     python bench/sync.py                          # 100,000 instances, 3 runs
     python bench/sync.py --instances 20000 --runs 1 --profile   # cProfile both nodes, top functions on stdout

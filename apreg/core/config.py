@@ -21,7 +21,7 @@ class CoreConfig:
     # Records + renewals per anti-entropy page: small enough that decoding and applying one page holds the
     # receiver's event loop well under 20 ms (bench/sync.py), big enough that the per-page round trip, hidden by
     # asking for the next page while applying one, stays a small share of a full pull.
-    max_page_items: int = 600
+    max_page_items: int = 400
     direct_window_ms: int = 5_000  # a replica heard from within this long needs no forwarded copies of its writes
 
     def __post_init__(self) -> None:
