@@ -166,8 +166,9 @@ def _undelta(body: Any, version: int) -> Delta:
     shared: dict[object, Any] = {ZERO: ZERO}  # equal stamps and sequences in one frame share one object (memory)
     # Replica ids are interned: entries keep the sender's id, and a one-record push must not leave a copy per entry.
     return Delta(sys.intern(_str(sender)), _int(base), _int(upto),
-                 tuple(_record(r, shared, version) for r in records), tuple(_renewal(u, shared) for u in renewals), tuple(_seq(q, shared) for q in record_seqs),
-                 _pairs(covered), tuple(sys.intern(_str(r)) for r in direct))
+                 tuple(_record(r, shared, version) for r in records), tuple(_renewal(u, shared) for u in renewals),
+                 tuple(_seq(q, shared) for q in record_seqs), _pairs(covered),
+                 tuple(sys.intern(_str(r)) for r in direct))
 
 
 def _record(item: Any, shared: dict[object, Any], version: int) -> Record:
