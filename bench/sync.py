@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import pstats
 import re
 import shutil
@@ -131,6 +132,15 @@ class Result:
     probe_b_ms: float
     slow_a: int
     slow_b: int
+    cpu_a_s: float  # CPU time A spent while B pulled
+    cpu_b_s: float  # CPU time B spent from its start to in sync (start-up included)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def status(session: aiohttp.ClientSession, url: str) -> dict:
@@ -177,7 +187,7 @@ async def pull_once(args: argparse.Namespace, procs: ProcessSet, a: Managed, ses
     probing = [asyncio.create_task(p.run(stop)) for p in probers]
     await asyncio.sleep(0.5)  # A's baseline under the prober alone
     print(f"starting {name}", file=sys.stderr, flush=True)
-    spawned = time.monotonic()
+    spawned, cpu_a = time.monotonic(), cpu_seconds(a.pid)
     profile = procs.workdir / f"{name}.prof" if args.profile else None
     b = procs.spawn(name, serve_argv(port_b, name, url_a, profile, args.trace))
     try:
@@ -205,7 +215,7 @@ async def pull_once(args: argparse.Namespace, procs: ProcessSet, a: Managed, ses
         while True:
             doc = await status(session, url_b)
             if doc["in_sync"] and doc["instances"] == args.instances:
-                synced = time.monotonic()
+                synced, cpu_a, cpu_b = time.monotonic(), cpu_seconds(a.pid) - cpu_a, cpu_seconds(b.pid)
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"B holds {doc['instances']} instances, in_sync={doc['in_sync']}")
@@ -216,7 +226,8 @@ async def pull_once(args: argparse.Namespace, procs: ProcessSet, a: Managed, ses
     pa, pb = probers
     print(f"  synced in {synced - spawned:.2f} s; probes {pa.count}/{pb.count}; slowest A {pa.longest_ms:.1f} ms, "
           f"B {pb.longest_ms:.1f} ms; over 20 ms: A {len(pa.slow)}, B {len(pb.slow)}", file=sys.stderr, flush=True)
-    return Result(synced - spawned, serving_at - spawned, pa.longest_ms, pb.longest_ms, len(pa.slow), len(pb.slow))
+    return Result(synced - spawned, serving_at - spawned, pa.longest_ms, pb.longest_ms, len(pa.slow), len(pb.slow),
+                  cpu_a, cpu_b)
 
 
 def run_traced_node(argv: list[str]) -> None:
@@ -308,14 +319,17 @@ async def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{args.instances} instances, {args.apps} apps; targets: sync <= 5 s, longest probe <= 20 ms"
           + (" (profiled: slower)" if args.profile else ""))
-    print(f"{'run':>6} {'sync_s':>8} {'start_s':>8} {'probe_A_ms':>11} {'probe_B_ms':>11} {'>20ms A/B':>10}")
+    print(f"{'run':>6} {'sync_s':>8} {'start_s':>8} {'probe_A_ms':>11} {'probe_B_ms':>11} {'>20ms A/B':>10} "
+          f"{'cpu_A_s':>8} {'cpu_B_s':>8}")
     for i, r in enumerate(results, 1):
         print(f"{i:>6} {r.sync_s:>8.2f} {r.serving_s:>8.2f} {r.probe_a_ms:>11.1f} {r.probe_b_ms:>11.1f} "
-              f"{f'{r.slow_a}/{r.slow_b}':>10}")
+              f"{f'{r.slow_a}/{r.slow_b}':>10} {r.cpu_a_s:>8.2f} {r.cpu_b_s:>8.2f}")
     if len(results) > 1:
         med = statistics.median
         print(f"{'median':>6} {med(r.sync_s for r in results):>8.2f} {med(r.serving_s for r in results):>8.2f} "
-              f"{med(r.probe_a_ms for r in results):>11.1f} {med(r.probe_b_ms for r in results):>11.1f}")
+              f"{med(r.probe_a_ms for r in results):>11.1f} {med(r.probe_b_ms for r in results):>11.1f} "
+              f"{'':>10} {med(r.cpu_a_s for r in results):>8.2f} {med(r.cpu_b_s for r in results):>8.2f}")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

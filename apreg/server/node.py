@@ -6,6 +6,7 @@ messages to peers, publishes the core's changes to the feed, and logs what opera
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -40,6 +41,17 @@ class ReceiveCounts:
 
     frames: int = 0  # pushes over push streams
     posts: int = 0  # HTTP POSTs: digests, and pushes from peers that have no stream
+
+
+def _keep_out_of_collections() -> None:
+    """After a page of a node's first pull: the records just applied are long-lived registry state. Collect what
+    is already garbage among the young objects (one page's worth: about a millisecond), then freeze the rest, so
+    that collections during the pull never rescan the pulled registry (a young-generation pass over the pages
+    applied so far held the loop for about 30 ms at 100,000 instances). The cost: reference cycles alive now that
+    die later (requests in flight) are never collected, a bounded amount, once, as this runs only until the node
+    is first in sync."""
+    gc.collect(1)
+    gc.freeze()
 
 
 class Node:
@@ -160,7 +172,10 @@ class Node:
             while isinstance(reply, DigestReply):
                 if reply.more:
                     next_page = asyncio.create_task(self._ask(url, self.replica.digest_for(url, ahead_of=reply)))
+                bulk = not self.replica.synced
                 self.replica.receive(reply, self.now_ms(), peer=url)
+                if bulk:
+                    _keep_out_of_collections()
                 self.committed()
                 for follow_up in self.replica.take_outbox():
                     await self._send(follow_up)
