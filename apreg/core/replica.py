@@ -357,8 +357,8 @@ class Replica:
                 self.outbox.append(Outgoing(peer, self.digest_for(peer)))
         else:
             self.synced = True
-        if reply.your_watermark < self.log.head:
-            page = self.log.since(reply.your_watermark, self.config.max_batch_items)
+        if reply.your_watermark < self.log.head:  # a repair push per page answered: sized like a page
+            page = self.log.since(reply.your_watermark, self.config.max_page_items)
             delta = self._delta(page, reply.your_watermark, state.replica, now_ms)
             self.outbox.append(Outgoing(peer, Push(delta)))
 
