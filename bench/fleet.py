@@ -441,7 +441,7 @@ ROWS: list[tuple[str, str, str, Check]] = [
         (f"fetch_{v}_p99_ms", f"full fetch {v} p99 ms", "", None),
         (f"fetch_{v}_per_s", f"full fetch {v}/s, 8 readers", ">= 20" if v == "json_gzip" else "",
          GE(20) if v == "json_gzip" else None),
-        (f"fetch_{v}_kb", f"  body as sent, KiB", "", None))],
+        (f"fetch_{v}_kb", "  body as sent, KiB", "", None))],
     ("cold_p50_ms", "cold start p50 ms", "", None),
     ("cold_p99_ms", "cold start p99 ms", "", None),
     ("cold_max_ms", "cold start max ms", "", None),

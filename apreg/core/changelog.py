@@ -2,9 +2,12 @@
 
 Every change this replica applies (its own writes, and replicated ones that changed its state) takes the next
 sequence number. A key's `Entry` remembers the sequence of its current record and of its current renewal, and
-the log holds each key once, at its latest change, in sequence order; a page starts at the requested position
-(a binary search) and reads only what follows: anti-entropy costs one (replica id, watermark) pair when in sync,
-and grows with the difference, not the registry.
+the log holds each key twice, in two tracks in sequence order: once at its record's change and once at its
+renewal's (a registration is one change: the same sequence in both). A page starts at the requested position (a
+binary search per track) and walks both tracks together, in sequence order, as far as the page reaches: anti-entropy
+costs one (replica id, watermark) pair when in sync, and a page costs its own size, not the registry's (with one
+track holding each key at its latest change, a key's earlier change could sit anywhere after `since`, so every
+page had to scan and sort the rest of the log: quadratic in a full pull of 100,000 keys).
 
 Paging: a page lists whole keys, ordered by their earliest change after `since`, and `upto` stops just before
 the first key left out. Every change at or below `upto` then belongs to a key in the page, so a receiver that
@@ -39,8 +42,11 @@ class Page:
         return [entry.key for _, entry in self.renewals]
 
 
+_END = 2**63  # past every sequence: an exhausted track
+
+
 @dataclass(slots=True)
-class ChangeLog:
+class _Track:
     """Keys in sequence order, in two parallel arrays: positions (8-byte integers) and entries.
 
     A key that changes again leaves a hole where it was; the arrays are compacted once holes outnumber live
@@ -48,65 +54,103 @@ class ChangeLog:
     what a dict from position to entry costs per key, which matters at 100,000 keys.
     """
 
+    compact_after: int
+    positions: array[int] = field(default_factory=lambda: array("q"))  # ascending
+    entries: list[Entry | None] = field(default_factory=list)  # None: a hole left by a key that moved on
+    holes: int = 0
+
+    def add(self, position: int, entry: Entry) -> None:
+        self.positions.append(position)
+        self.entries.append(entry)
+
+    def vacate(self, position: int) -> None:
+        self.entries[bisect_left(self.positions, position)] = None
+        self.holes += 1
+        if self.holes > self.compact_after and 2 * self.holes > len(self.entries):
+            live = [i for i, entry in enumerate(self.entries) if entry is not None]
+            self.positions = array("q", [self.positions[i] for i in live])
+            self.entries = [self.entries[i] for i in live]
+            self.holes = 0
+
+
+@dataclass(slots=True)
+class ChangeLog:
+    """Two tracks: every key at its record's sequence, and at its renewal's."""
+
     head: int = 0
-    compact_after: int = 1024  # holes tolerated before compaction is considered at all
-    _positions: array[int] = field(default_factory=lambda: array("q"))  # ascending
-    _entries: list[Entry | None] = field(default_factory=list)  # None: a hole left by a key that moved on
-    _holes: int = 0
+    compact_after: int = 1024  # holes tolerated per track before compaction is considered at all
+    _records: _Track = field(init=False)
+    _renewals: _Track = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._records, self._renewals = _Track(self.compact_after), _Track(self.compact_after)
 
     def note(self, entry: Entry, record: bool, renewal: bool) -> None:
         """Log a change to the entry's record, renewal, or both (a registration: one change, one sequence)."""
-        position = entry.record_seq if entry.record_seq > entry.renewal_seq else entry.renewal_seq  # .position, inlined
-        if position:
-            self._vacate(position)
         self.head += 1
         if record:
+            if entry.record_seq:
+                self._records.vacate(entry.record_seq)
             entry.record_seq = self.head
+            self._records.add(self.head, entry)
         if renewal:
+            if entry.renewal_seq:
+                self._renewals.vacate(entry.renewal_seq)
             entry.renewal_seq = self.head
-        self._positions.append(self.head)
-        self._entries.append(entry)
+            self._renewals.add(self.head, entry)
 
     def forget(self, entry: Entry) -> None:
-        if entry.position:
-            self._vacate(entry.position)
+        if entry.record_seq:
+            self._records.vacate(entry.record_seq)
+        if entry.renewal_seq:
+            self._renewals.vacate(entry.renewal_seq)
         entry.record_seq = entry.renewal_seq = 0
-
-    def _vacate(self, position: int) -> None:
-        self._entries[bisect_left(self._positions, position)] = None
-        self._holes += 1
-        if self._holes > self.compact_after and 2 * self._holes > len(self._entries):
-            live = [i for i, entry in enumerate(self._entries) if entry is not None]
-            self._positions = array("q", [self._positions[i] for i in live])
-            self._entries = [self._entries[i] for i in live]
-            self._holes = 0
 
     def since(self, since: int, limit: int) -> Page:
         """At most `limit` changes after `since` (more only if one key alone has more), whole keys at a time;
-        the cost grows with the difference, not with the log."""
+        the cost grows with the page, not with the log."""
         if since >= self.head:
             return Page([], [], self.head, False)
-        pending: list[tuple[int, int, int, Entry]] = []  # (earliest change > since, record seq, renewal seq, entry)
-        positions, entries = self._positions, self._entries
-        for i in range(bisect_right(positions, since), len(entries)):
-            entry = entries[i]
-            if entry is None:
-                continue
-            position = positions[i]
-            record_seq = entry.record_seq if entry.record_seq > since else 0
-            renewal_seq = entry.renewal_seq if entry.renewal_seq > since else 0
-            first = min(record_seq, renewal_seq) if record_seq and renewal_seq else position
-            pending.append((first, record_seq, renewal_seq, entry))
-        pending.sort(key=_earliest)
-        taken = items = 0
-        for _, record_seq, renewal_seq, _ in pending:
-            items += bool(record_seq) + bool(renewal_seq)
+        rec_pos, rec_entries = self._records.positions, self._records.entries
+        ren_pos, ren_entries = self._renewals.positions, self._renewals.entries
+        i, j = bisect_right(rec_pos, since), bisect_right(ren_pos, since)
+        rec_end, ren_end = len(rec_pos), len(ren_pos)
+        records: list[tuple[int, Entry]] = []
+        renewals: list[tuple[int, Entry]] = []
+        taken: set[int] = set()  # ids of the entries in the page (entries do not hash)
+        items = 0
+        while True:  # the next change of both tracks, in sequence order
+            while i < rec_end and rec_entries[i] is None:
+                i += 1
+            while j < ren_end and ren_entries[j] is None:
+                j += 1
+            at_record = rec_pos[i] if i < rec_end else _END
+            at_renewal = ren_pos[j] if j < ren_end else _END
+            if at_record <= at_renewal:
+                if at_record == _END:
+                    return Page(_by_seq(records), _by_seq(renewals), self.head, False)
+                seq, entry = at_record, rec_entries[i]
+                i += 1
+                j += at_record == at_renewal  # one change in both tracks: the same entry
+            else:
+                seq, entry = at_renewal, ren_entries[j]
+                j += 1
+            assert entry is not None
+            if id(entry) in taken:
+                continue  # the key's other change, already in the page
+            record = entry.record_seq > since
+            renewal = entry.renewal_seq > since
+            items += record + renewal
             if items > limit and taken:
-                break
-            taken += 1
-        more = taken < len(pending)
-        upto = pending[taken][0] - 1 if more else self.head
-        page = pending[:taken]
-        records = sorted(((r, e) for _, r, _, e in page if r), key=_earliest)
-        renewals = sorted(((n, e) for _, _, n, e in page if n), key=_earliest)
-        return Page(records, renewals, upto, more)
+                return Page(_by_seq(records), _by_seq(renewals), seq - 1, True)
+            taken.add(id(entry))
+            if record:
+                records.append((entry.record_seq, entry))
+            if renewal:
+                renewals.append((entry.renewal_seq, entry))
+
+
+def _by_seq(changes: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
+    """Oldest first: a key taken at its earlier change lists its later one out of order (nearly sorted)."""
+    changes.sort(key=_earliest)
+    return changes

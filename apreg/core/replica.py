@@ -65,6 +65,7 @@ class Outgoing:
 class PeerState:
     replica: str = ""  # the peer's replica id, learned from its messages ("" until it answers)
     pushed: int = 0  # our log sequence up to which we have pushed to it
+    asked_ahead: int = 0  # the page start of a digest the shell sent before applying the page that ends there
 
 
 @dataclass(slots=True)
@@ -356,7 +357,7 @@ class Replica:
             return None
         if isinstance(message, Digest):
             since = message.since if message.expect == self.replica_id else 0
-            page = self.log.since(since, self.config.max_batch_items)
+            page = self.log.since(since, self.config.max_page_items)
             delta = self._delta(page, since, message.sender, now_ms, holds=dict(message.holds))
             return DigestReply(delta, page.more, self.watermarks.get(message.sender, 0))
         self._apply_digest_reply(message, now_ms, peer)
@@ -369,18 +370,27 @@ class Replica:
         state = self.peers[peer]
         state.replica = reply.delta.sender
         if reply.more:
-            self.outbox.append(Outgoing(peer, self.digest_for(peer)))
+            if state.asked_ahead != reply.delta.upto:  # unless the shell already asked for the next page
+                self.outbox.append(Outgoing(peer, self.digest_for(peer)))
         else:
             self.synced = True
-        if reply.your_watermark < self.log.head:
-            page = self.log.since(reply.your_watermark, self.config.max_batch_items)
+        if reply.your_watermark < self.log.head:  # a repair push per page answered: sized like a page
+            page = self.log.since(reply.your_watermark, self.config.max_page_items)
             delta = self._delta(page, reply.your_watermark, state.replica, now_ms)
             self.outbox.append(Outgoing(peer, Push(delta)))
 
-    def digest_for(self, peer: str) -> Digest:
-        """Ask `peer` for what follows our watermark of it (everything, if we do not know its replica yet)."""
-        expect = self.peers[peer].replica
-        since = self.watermarks.get(expect, 0) if expect else 0
+    def digest_for(self, peer: str, ahead_of: DigestReply | None = None) -> Digest:
+        """Ask `peer` for what follows our watermark of it (everything, if we do not know its replica yet).
+
+        With `ahead_of` (a reply with more to come, not applied yet): ask for the page after it, so that the
+        peer encodes the next page while we apply this one; the reply then asks for nothing more itself."""
+        state = self.peers[peer]
+        if ahead_of is None:
+            expect, state.asked_ahead = state.replica, 0
+            since = self.watermarks.get(expect, 0) if expect else 0
+        else:
+            expect, since = ahead_of.delta.sender, ahead_of.delta.upto
+            state.asked_ahead = since
         return Digest(self.replica_id, self.log.head, expect, since, tuple(sorted(self.watermarks.items())))
 
     def _delta(self, page: Page, base: int, receiver: str, now_ms: int, direct: frozenset[str] = frozenset(),

@@ -49,7 +49,7 @@ class PeerStream:
         if self.ws is None:
             await self._post(push)
             return
-        body = wire.encode(push)
+        body = wire.encode(push, self.link.wire_version)
         secret = self.transport.secret
         frame = body if secret is None else auth.sign_frame(secret, STREAM_PATH, body, auth.wall_ms())
         try:

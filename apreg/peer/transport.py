@@ -36,6 +36,7 @@ class PeerLink:
     sent: int = 0  # messages delivered, by either channel
     streaming: bool = False  # pushes go over an open push stream (apreg.peer.stream)
     frames: int = 0  # pushes delivered as stream frames
+    wire_version: int = wire.OLDEST  # what we send it: its last answer's best common version (wire.negotiate)
     rng: random.Random = field(default_factory=random.Random)
 
     def ready(self) -> bool:
@@ -73,7 +74,7 @@ class PeerTransport:
 
     async def send(self, link: PeerLink, message: Message) -> Message | None:
         """POST one message; returns the decoded reply (for a Digest) or None; raises PeerUnavailable."""
-        body = wire.encode(message)
+        body = wire.encode(message, link.wire_version)
         headers = {"Content-Type": "application/msgpack"}
         if self.secret is not None:
             headers.update(auth.sign(self.secret, "POST", MESSAGES_PATH, body, auth.wall_ms()))
@@ -81,10 +82,13 @@ class PeerTransport:
             async with self.session.post(link.url + MESSAGES_PATH, data=body, headers=headers,
                                          timeout=self.timeout) as response:
                 payload = await response.read()
-            reply = wire.decode(payload) if response.status == 200 and payload else None
+            frame = wire.decode_frame(payload) if response.status == 200 and payload else None
         except (*NETWORK_ERRORS, wire.WireError) as exc:
             raise link.give_up(exc) from exc
         if response.status not in (200, 204):
             raise link.give_up(f"HTTP {response.status}: {payload[:200]!r}")
         link.delivered()
-        return reply
+        if frame is None:
+            return None
+        link.wire_version = wire.negotiate(frame.peer_versions)  # follows the peer's upgrades and downgrades
+        return frame.message

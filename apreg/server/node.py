@@ -14,7 +14,7 @@ from typing import Callable
 
 import aiohttp
 
-from apreg.core.messages import Digest, Message, Push
+from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Outgoing, Replica
 from apreg.peer.auth import wall_ms
@@ -65,6 +65,7 @@ class Node:
         self._transport: PeerTransport | None = None
         self._streams: dict[str, PeerStream] = {}
         self._sweeping = asyncio.Lock()
+        self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
@@ -155,25 +156,52 @@ class Node:
         return reply
 
     async def _send(self, out: Outgoing) -> None:
-        """Pushes go over the peer's push stream, fire and forget (anti-entropy repairs a loss); digests by POST."""
+        """Pushes go over the peer's push stream, fire and forget (anti-entropy repairs a loss); digests start
+        a pull."""
+        if isinstance(out.message, Digest):
+            await self._pull(out.peer, out.message)
+        elif isinstance(out.message, Push):
+            try:
+                await self._streams[out.peer].send(out.message)
+            except PeerUnavailable:
+                pass
+
+    async def _pull(self, url: str, digest: Digest) -> None:
+        """Send a digest and apply the pages it brings. While a page is applied the next one is already asked
+        for, so the peer encodes it meanwhile (a full pull takes about half as long as asking page by page). One
+        pull per peer at a time: an anti-entropy round that comes due meanwhile would only fetch the same pages."""
+        if url in self._pulling:
+            return
+        self._pulling.add(url)
+        next_page: asyncio.Task[Message | None] | None = None
+        try:
+            reply = await self._ask(url, digest)
+            while isinstance(reply, DigestReply):
+                if reply.more:
+                    next_page = asyncio.create_task(self._ask(url, self.replica.digest_for(url, ahead_of=reply)))
+                bulk = not self.replica.synced
+                self.replica.receive(reply, self.now_ms(), peer=url)
+                if bulk:
+                    collector.settle()  # the pulled records are long-lived: keep them out of collections
+                self.committed()
+                for follow_up in self.replica.take_outbox():
+                    await self._send(follow_up)
+                reply, next_page = (await next_page if next_page is not None else None), None
+        finally:
+            self._pulling.discard(url)
+            if next_page is not None:  # stopped (node shutting down) while a page was on its way
+                next_page.cancel()
+
+    async def _ask(self, url: str, digest: Digest) -> Message | None:
         assert self._transport is not None
         try:
-            if isinstance(out.message, Push):
-                await self._streams[out.peer].send(out.message)
-                return
-            reply = await self._transport.send(self.links[out.peer], out.message)
+            return await self._transport.send(self.links[url], digest)
         except PeerUnavailable:
-            return
-        if reply is not None and isinstance(out.message, Digest):
-            self.replica.receive(reply, self.now_ms(), peer=out.peer)
-            self.committed()
-            for follow_up in self.replica.take_outbox():
-                await self._send(follow_up)
+            return None
 
     async def _initial_sync(self) -> None:
         """Pull from every peer at once: a node that starts empty is in sync as soon as one answers."""
-        digests = [Outgoing(url, self.replica.digest_for(url)) for url in self.links]
-        await asyncio.gather(*(self._send(d) for d in digests))
+        await asyncio.gather(*(self._pull(url, self.replica.digest_for(url)) for url in self.links))
 
     async def _anti_entropy_round(self) -> None:
         out = self.replica.anti_entropy()

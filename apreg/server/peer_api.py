@@ -54,16 +54,18 @@ class PeerApi:
     async def message(self, request: web.Request) -> web.Response:
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         try:
-            message = wire.decode(body)
+            frame = wire.decode_frame(body)
         except wire.WireError as exc:
             self.node.rejected.peer += 1
             log.warning("refused peer message from %s: %s", request.remote, exc)
             return error_response(400, "bad_peer_message", str(exc))
         self.node.received.posts += 1
-        reply = self.node.receive(message)
+        reply = self.node.receive(frame.message)
         if reply is None:
             return web.Response(status=204)
-        return web.Response(body=wire.encode(reply), content_type="application/msgpack")
+        # The highest version both speak: an older peer gets what it reads, and learns nothing it must parse.
+        return web.Response(body=wire.encode(reply, wire.negotiate(frame.peer_versions)),
+                            content_type="application/msgpack")
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         """A peer's push stream: one push per binary frame, applied in order, nothing sent back."""

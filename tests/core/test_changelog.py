@@ -8,7 +8,7 @@ from apreg.core.changelog import ChangeLog
 from apreg.core.config import CoreConfig
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey
-from apreg.core.messages import DigestReply
+from apreg.core.messages import Digest, DigestReply
 from apreg.core.replica import Replica
 
 from .strategies import info
@@ -121,7 +121,7 @@ def test_out_of_sync_page_is_the_difference() -> None:
 
 
 def test_paging_with_more() -> None:
-    a, b = pair(CoreConfig(max_batch_items=10))
+    a, b = pair(CoreConfig(max_page_items=10))
     for i in range(25):
         a.register(info(f"i-{i}"), T0)  # 25 records + 25 renewals = 50 changes
     replies = pull(b, a, T0)
@@ -156,3 +156,25 @@ def test_digest_for_an_unknown_incarnation_restarts_from_zero() -> None:
     assert isinstance(reply, DigestReply) and reply.delta.base == 0 and len(reply.delta.records) == 2
     reply = b.receive(a2.digest_for("b"), T0 + 2)
     assert isinstance(reply, DigestReply) and len(reply.delta.records) == 5  # a2 pulls the full state
+
+
+def test_a_pull_that_asks_ahead_gets_every_page_once() -> None:
+    """The shell asks for the next page before applying the current one; the core then asks for nothing more."""
+    a, b = pair(CoreConfig(max_page_items=10))
+    for i in range(25):
+        a.register(info(f"i-{i}"), T0)
+    a.renew(key(3), T0 + 1)  # i-3's record now sits far before its renewal
+    reply = a.receive(b.digest_for("a"), T0 + 2)
+    pages = []
+    while isinstance(reply, DigestReply):
+        pages.append(reply)
+        ahead = a.receive(b.digest_for("a", ahead_of=reply), T0 + 2) if reply.more else None
+        b.receive(reply, T0 + 2, peer="a")
+        assert not [o for o in b.take_outbox() if isinstance(o.message, Digest)]
+        reply = ahead
+    assert [p.more for p in pages] == [True] * (len(pages) - 1) + [False] and len(pages) >= 5 and b.synced
+    assert {k: r.stamp for k, r in b.records.items()} == {k: r.stamp for k, r in a.records.items()}
+    assert b.entries[key(3)].renewed == a.entries[key(3)].renewed
+    assert b.watermarks[a.replica_id] == a.log.head
+    reply = a.receive(b.digest_for("a"), T0 + 3)  # a digest of its own resumes from the watermark
+    assert isinstance(reply, DigestReply) and reply.delta.records == () and not reply.more
