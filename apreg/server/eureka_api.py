@@ -25,6 +25,7 @@ T = TypeVar("T")
 STEP_BUDGET_S = 0.005  # rendering gives the event loop back this often
 INLINE_INFLATE_BYTES = 1 << 20  # larger documents are inflated in a thread
 VARY = {"Vary": "Accept, Accept-Encoding"}
+WRITE_SLICE_BYTES = 1 << 20  # larger bodies are written in slices of this size
 
 PREFIXES = ("/eureka", "/eureka/v2")
 MAX_METADATA_PARAMS = 64
@@ -100,14 +101,14 @@ class EurekaApi:
 
     # ----- reads ---------------------------------------------------------------------------------------------
 
-    async def get_apps(self, request: web.Request) -> web.Response:
+    async def get_apps(self, request: web.Request) -> web.StreamResponse:
         """The whole registry, from the document cache (see documents.py for what it may lag by)."""
         fmt, docs = _format(request), self.documents
         built = docs.current_registry(fmt, self.node.now_ms()) or await self._build(("registry", fmt),
                                                                                      docs.build_registry)
         return await self._send(request, ("registry", fmt), built)
 
-    async def get_delta(self, request: web.Request) -> web.Response:
+    async def get_delta(self, request: web.Request) -> web.StreamResponse:
         fmt, docs = _format(request), self.documents
         docs.note((), self.node.feed.prune(self.node.now_ms()))
         built = docs.current_delta(fmt) or await self._build(("delta", fmt), docs.build_delta)
@@ -121,24 +122,24 @@ class EurekaApi:
             task = self._building[key] = asyncio.ensure_future(run_steps(build(key[1], self.node.now_ms())))
         return await asyncio.shield(task)
 
-    async def _send(self, request: web.Request, key: tuple[str, str], built: Built) -> web.Response:
+    async def _send(self, request: web.Request, key: tuple[str, str], built: Built) -> web.StreamResponse:
         """gzip as built; plain text inflated once per built document, kept while it is the latest one (so a
         plain full fetch costs the document's plain size in memory, only while plain readers exist)."""
         if _wants_gzip(request):
-            return _gzipped(request, built.gzip)
+            return await _reply(request, built.gzip, gzipped=True)
         plain = self._plain.get(key)
         if plain is None or plain[0] is not built:
             plain = self._plain[key] = (built, await _inflate(built.piece))
-        return _response(request, plain[1])
+        return await _reply(request, plain[1])
 
-    async def get_app(self, request: web.Request) -> web.Response:
+    async def get_app(self, request: web.Request) -> web.StreamResponse:
         piece = await run_steps(self.documents.application(request.match_info["app"].upper(), _format(request),
                                                            self.node.now_ms()))
         if piece is None:
             return _not_found(request)
         if _wants_gzip(request):
-            return _gzipped(request, gzip_member(piece))
-        return _response(request, await _inflate(piece))
+            return await _reply(request, gzip_member(piece), gzipped=True)
+        return await _reply(request, await _inflate(piece))
 
     async def get_instance(self, request: web.Request) -> web.Response:
         key = _key(request)
@@ -152,15 +153,17 @@ class EurekaApi:
 
     def _instance(self, request: web.Request, entry: Entry) -> web.Response:
         body = render.render_instance(entry_view(self.replica, entry), _format(request))
-        return _response(request, body, compress=True)
+        response = web.Response(body=body, content_type=_content_type(request), headers=VARY)
+        response.enable_compression()  # gzip or deflate, only when the client's Accept-Encoding asks for it
+        return response
 
-    async def get_vip(self, request: web.Request) -> web.Response:
-        return self._by_vip(request, secure=False)
+    async def get_vip(self, request: web.Request) -> web.StreamResponse:
+        return await self._by_vip(request, secure=False)
 
-    async def get_secure_vip(self, request: web.Request) -> web.Response:
-        return self._by_vip(request, secure=True)
+    async def get_secure_vip(self, request: web.Request) -> web.StreamResponse:
+        return await self._by_vip(request, secure=True)
 
-    def _by_vip(self, request: web.Request, secure: bool) -> web.Response:
+    async def _by_vip(self, request: web.Request, secure: bool) -> web.StreamResponse:
         """Instances whose comma-separated VIP list contains the requested one (200 with none, as Eureka), with
         the hashcode of what is returned, as Eureka's response cache computes it for VIP documents."""
         vip, fmt, index = request.match_info["vip"], _format(request), self.replica.index
@@ -170,12 +173,12 @@ class EurekaApi:
             views = [entry_view(self.replica, entry) for entry in index.vip(vip, secure).values()]
             hashcode = render.reconcile_hashcode(view.info.status for view in views)
             doc = self._small.put(key, render.render_applications(views, 1, hashcode, fmt))
-        return self._small_response(request, doc)
+        return await self._small_response(request, doc)
 
-    def _small_response(self, request: web.Request, doc: SmallDocument) -> web.Response:
+    async def _small_response(self, request: web.Request, doc: SmallDocument) -> web.StreamResponse:
         if _wants_gzip(request):
-            return _gzipped(request, doc.gzipped())
-        return _response(request, doc.plain)
+            return await _reply(request, doc.gzipped(), gzipped=True)
+        return await _reply(request, doc.plain)
 
 
 async def run_steps(steps: Generator[None, None, T]) -> T:
@@ -214,16 +217,21 @@ def _content_type(request: web.Request) -> str:
     return "application/json" if _format(request) == "json" else "application/xml"
 
 
-def _response(request: web.Request, body: bytes, compress: bool = False) -> web.Response:
-    response = web.Response(body=body, content_type=_content_type(request), headers=VARY)
-    if compress:
-        response.enable_compression()  # gzip or deflate, only when the client's Accept-Encoding asks for it
+async def _reply(request: web.Request, body: bytes, gzipped: bool = False) -> web.StreamResponse:
+    """A document as the body. Large ones are written a slice at a time: handing aiohttp 100 MB at once makes
+    it join the body to the headers and the transport copy it, both on the event loop (a second of stall)."""
+    headers = {**VARY, "Content-Encoding": "gzip"} if gzipped else VARY
+    if len(body) <= WRITE_SLICE_BYTES:
+        return web.Response(body=body, content_type=_content_type(request), headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = _content_type(request)
+    response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(body), WRITE_SLICE_BYTES):
+        await response.write(view[start:start + WRITE_SLICE_BYTES])  # waits while the socket drains
+    await response.write_eof()
     return response
-
-
-def _gzipped(request: web.Request, body: bytes) -> web.Response:
-    headers = {**VARY, "Content-Encoding": "gzip"}
-    return web.Response(body=body, content_type=_content_type(request), headers=headers)
 
 
 def _not_found(request: web.Request) -> web.Response:
