@@ -14,6 +14,7 @@ values are the replica's own `Entry` objects and interned strings, never copies.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -23,8 +24,10 @@ from .instance import InstanceInfo, InstanceKey, Status
 _NO_VIPS: tuple[str, ...] = ()
 
 
+@functools.lru_cache(maxsize=4096)
 def vip_list(value: str | None) -> tuple[str, ...]:
-    """Eureka's comma-separated VIP list, blanks dropped."""
+    """Eureka's comma-separated VIP list, blanks dropped. Cached: VIP strings repeat across an app's instances,
+    and every applied record asks (at 100,000 records in a pull, the split was a third of the index's cost)."""
     if not value:
         return _NO_VIPS
     return tuple(v for v in (part.strip() for part in value.split(",")) if v)
@@ -58,10 +61,16 @@ class RegistryIndex:
         else:
             self._count(old.status, -1)
         self._count(new.status, 1)
-        self._move_vips(self.by_vip, self._vip_versions, key, entry,
-                        vip_list(old.vip_address) if old else _NO_VIPS, vip_list(new.vip_address))
-        self._move_vips(self.by_svip, self._svip_versions, key, entry,
-                        vip_list(old.secure_vip_address) if old else _NO_VIPS, vip_list(new.secure_vip_address))
+        if old is None or old.vip_address != new.vip_address or old.secure_vip_address != new.secure_vip_address:
+            self._move_vips(self.by_vip, self._vip_versions, key, entry,
+                            vip_list(old.vip_address) if old else _NO_VIPS, vip_list(new.vip_address))
+            self._move_vips(self.by_svip, self._svip_versions, key, entry,
+                            vip_list(old.secure_vip_address) if old else _NO_VIPS, vip_list(new.secure_vip_address))
+        else:  # the same VIPs: only their versions move
+            for vip in vip_list(new.vip_address):
+                self._vip_versions[vip] = self.version
+            for vip in vip_list(new.secure_vip_address):
+                self._svip_versions[vip] = self.version
 
     def hide(self, entry: Entry, old: InstanceInfo) -> None:
         """`entry`, visible with `old` until now, is no longer visible (cancelled or evicted)."""
