@@ -12,13 +12,14 @@ change per instance in the last 3 minutes), so a poll after a change costs that 
 
 What a document may lag behind, and by how much (README, "HTTP API"):
 - renewals invalidate nothing, so each instance's `leaseInfo` shows its lease as it was at some moment within
-  the last `refresh_ms` (the node's renewal interval): blocks older than that are re-rendered on the next read;
+  the last `refresh_ms` (the node's renewal interval): the node re-renders blocks older than half of that in
+  the background (`refresh`, every quarter of it), so no read waits for it;
 - the whole-registry document is rebuilt when the registry changed, but under constant churn it is served as of
   its last build for at most `max_age_ms` (`--read-cache-max-age`; 0 rebuilds on every change); the delta and
   single apps are never served old.
 
 Work is handed out as generators that yield after every block, so the shell can give the event loop back
-between blocks (`eureka_api.run_steps`): no single step costs more than one block's render.
+between blocks (`node.run_steps`): no single step costs more than one block's render.
 """
 from __future__ import annotations
 
@@ -155,9 +156,8 @@ class Blocks(Generic[M]):
             return None
         state = self._apps.get(name) or self._partition(name)
         rendered = state.rendered.setdefault(fmt, [None] * state.blocks)
-        stale_before = now_ms - self.refresh_ms
         for block, done in enumerate(rendered):
-            if (done is None or done.rendered_ms <= stale_before) and state.members[block]:
+            if done is None and state.members[block]:
                 rendered[block] = self._render(state, block, name, fmt, now_ms)
                 state.joined.pop(fmt, None)
                 yield
@@ -165,6 +165,22 @@ class Blocks(Generic[M]):
         if joined is None:
             joined = state.joined[fmt] = self._join(state, rendered, name, fmt, now_ms)
         return joined
+
+    def refresh(self, now_ms: int) -> Generator[None, None, bool]:
+        """Re-render every rendered block older than half the refresh bound (renewals moved its lease times);
+        True if any was. Reads never wait for this: the node runs it in the background every quarter of the
+        bound, so no block shown is older than the bound."""
+        stale_before = now_ms - self.refresh_ms // 2
+        refreshed = False
+        for name, state in list(self._apps.items()):
+            for fmt, rendered in state.rendered.items():
+                for block, done in enumerate(rendered):
+                    if done is not None and done.rendered_ms <= stale_before and self._apps.get(name) is state:
+                        rendered[block] = self._render(state, block, name, fmt, now_ms)
+                        state.joined.pop(fmt, None)
+                        refreshed = True
+                        yield
+        return refreshed
 
     def _join(self, state: _App, rendered: list[_Block | None], name: str, fmt: str, now_ms: int) -> AppPiece:
         sep = stored(render.separator(fmt).encode())
@@ -247,15 +263,23 @@ class DocumentCache:
         if built is None:
             return None
         age = now_ms - built.built_ms
-        if age < self.max_age_ms or (built.version == self.index.version and age < self.refresh_ms):
-            return built
-        return None
+        return built if age < self.max_age_ms or built.version == self.index.version else None
 
     def build_registry(self, fmt: str, now_ms: int) -> Generator[None, None, Built]:
         version = self.index.version
         piece = yield from self.registry_blocks.document(self.index.by_app, 1, None, fmt, now_ms)
         built = self._built[("registry", fmt)] = Built(gzip_member(piece), piece, version, now_ms)
         return built
+
+    def refresh(self, now_ms: int) -> Generator[None, None, None]:
+        """Bring lease times up to date (`Blocks.refresh`), and rebuild the built documents that showed them."""
+        registry = yield from self.registry_blocks.refresh(now_ms)
+        delta = yield from self.delta_blocks.refresh(now_ms)
+        for kind, fmt in list(self._built):
+            if kind == "registry" and registry:
+                yield from self.build_registry(fmt, now_ms)
+            elif kind == "delta" and delta:
+                yield from self.build_delta(fmt, now_ms)
 
     def application(self, name: str, fmt: str, now_ms: int) -> Steps:
         """`GET apps/{APP}` as a piece, or None when the app has no visible instance."""

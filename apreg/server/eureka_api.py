@@ -7,8 +7,7 @@ versions. Nothing here is timed like Eureka's 30-second response cache.
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Callable, Generator, TypeVar
+from typing import Callable, Generator
 
 from aiohttp import web
 
@@ -19,13 +18,11 @@ from apreg.eureka.gzip_join import Piece, gzip_member, inflate
 
 from .documents import Built, SmallDocument, SmallDocuments, entry_view
 from .errors import error_response, read_body
-from .node import Node
+from .node import Node, run_steps
 
-T = TypeVar("T")
-STEP_BUDGET_S = 0.005  # rendering gives the event loop back this often
 INLINE_INFLATE_BYTES = 1 << 20  # larger documents are inflated in a thread
 VARY = {"Vary": "Accept, Accept-Encoding"}
-WRITE_SLICE_BYTES = 1 << 20  # larger bodies are written in slices of this size
+WRITE_SLICE_BYTES = 256 << 10  # larger bodies are written in slices of this size
 
 PREFIXES = ("/eureka", "/eureka/v2")
 MAX_METADATA_PARAMS = 64
@@ -181,19 +178,6 @@ class EurekaApi:
         return await _reply(request, doc.plain)
 
 
-async def run_steps(steps: Generator[None, None, T]) -> T:
-    """Drive a generator of work steps (documents.py), giving the event loop back every few milliseconds."""
-    deadline = time.perf_counter() + STEP_BUDGET_S
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        if time.perf_counter() >= deadline:
-            await asyncio.sleep(0)
-            deadline = time.perf_counter() + STEP_BUDGET_S
-
-
 async def _inflate(piece: Piece) -> bytes:
     """A document's text; large ones in a thread (zlib releases the GIL), so the event loop keeps serving."""
     if piece.length <= INLINE_INFLATE_BYTES:
@@ -219,7 +203,8 @@ def _content_type(request: web.Request) -> str:
 
 async def _reply(request: web.Request, body: bytes, gzipped: bool = False) -> web.StreamResponse:
     """A document as the body. Large ones are written a slice at a time: handing aiohttp 100 MB at once makes
-    it join the body to the headers and the transport copy it, both on the event loop (a second of stall)."""
+    it join the body to the headers and the transport copy it, both on the event loop (a second of stall);
+    small slices also keep 200 readers answered at once from filling one turn of the loop with copying."""
     headers = {**VARY, "Content-Encoding": "gzip"} if gzipped else VARY
     if len(body) <= WRITE_SLICE_BYTES:
         return web.Response(body=body, content_type=_content_type(request), headers=headers)

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generator, TypeVar
 
 import aiohttp
 
@@ -28,6 +28,8 @@ from .settings import NodeSettings
 
 log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
+STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -43,6 +45,19 @@ class ReceiveCounts:
 
     frames: int = 0  # pushes over push streams
     posts: int = 0  # HTTP POSTs: digests, and pushes from peers that have no stream
+
+
+async def run_steps(steps: Generator[None, None, T]) -> T:
+    """Drive a generator of work steps (documents.py), giving the event loop back every few milliseconds."""
+    deadline = time.perf_counter() + STEP_BUDGET_S
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + STEP_BUDGET_S
 
 
 class Node:
@@ -76,6 +91,8 @@ class Node:
                                         aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
         self._streams = {url: PeerStream(link, self._transport) for url, link in self.links.items()}
         loops = [self._every(s.anti_entropy_interval, self._anti_entropy_round),
+                 self._every(s.renewal_interval / 4, self._refresh_documents),
+                 self._every(collector.SETTLE_INTERVAL_S, collector.settle),
                  self._every(s.eviction_interval, self._eviction_pass),
                  self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
                  self._initial_sync()]
@@ -214,6 +231,10 @@ class Node:
         self.replica.collect_garbage(self.now_ms())
         self.committed()
 
+    async def _refresh_documents(self) -> None:
+        """Lease times in rendered documents, brought up to date in the background (see documents.py)."""
+        await run_steps(self.documents.refresh(self.now_ms()))
+
     async def _preservation_check(self) -> None:
         await self._sweep()
 
@@ -224,7 +245,6 @@ class Node:
                 self.committed()  # evictions are changes: publish each slice's before anything else runs
                 await asyncio.sleep(0)
             self.committed()
-        collector.settle()  # every few seconds, so that what it collects stays small
         if outcome.evicted:
             log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))

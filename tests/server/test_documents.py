@@ -130,8 +130,11 @@ def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int
             local.evict(now)
         elif op == "gc":
             local.collect_garbage(now)
-        elif op == "advance":
-            now += 400 * (vips + 1) + (feed_module.DELTA_RETENTION_MS if n == 7 else 0)
+        elif op == "advance":  # as the node does: a background refresh every quarter of the bound
+            for _ in range(vips + 1):
+                now += REFRESH_MS // 4
+                drain(cache.refresh(now))
+            now += feed_module.DELTA_RETENTION_MS if n == 7 else 0
         elif op == "read_registry":
             built = cache.current_registry(fmt, now) or drain(cache.build_registry(fmt, now))
             assert gzip.decompress(built.gzip) == inflate(built.piece)
@@ -168,8 +171,25 @@ def test_a_changing_registry_is_served_as_of_its_last_build_for_at_most_the_max_
     assert cache.current_registry("json", 1_000) is None  # past it: the next read rebuilds
     second = drain(cache.build_registry("json", 1_000))
     assert len(json.loads(inflate(second.piece))["applications"]["application"][0]["instance"]) == 2
-    assert cache.current_registry("json", 59_999) is second  # unchanged: kept until the lease refresh bound
-    assert cache.current_registry("json", 61_000) is None
+    assert cache.current_registry("json", 59_999) is second  # unchanged: kept (lease times: refresh's job)
+
+
+def test_the_background_refresh_re_renders_old_blocks_and_rebuilds_what_showed_them() -> None:
+    replica = Replica("a", "1", CONFIG)
+    cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=0, block_size=4)
+    for n in range(8):
+        replica.register(InstanceInfo(app="A", instance_id=f"i-{n}", host_name="h", ip_addr="10.0.0.1"), 0)
+    cache.note(replica.take_changes())
+    first = drain(cache.build_registry("json", 0))
+    replica.renew(InstanceKey("A", "i-3"), 20_000)
+    drain(cache.refresh(29_000))  # younger than half the bound: nothing to do
+    assert cache.current_registry("json", 29_000) is first
+    drain(cache.refresh(31_000))
+    refreshed = cache.current_registry("json", 31_000)
+    assert refreshed is not None and refreshed is not first
+    lease = {i["instanceId"]: i["leaseInfo"]["lastRenewalTimestamp"]
+             for i in json.loads(inflate(refreshed.piece))["applications"]["application"][0]["instance"]}
+    assert lease["i-3"] == 20_000 and lease["i-0"] == 0
 
 
 def test_a_change_re_renders_its_block_only() -> None:
