@@ -123,3 +123,21 @@ def histories(draw: st.DrawFn, max_ops: int = 30) -> History:
         if record is not None and (not history.produced or history.produced[-1] is not record):
             history.produced.append(record)
     return history
+
+
+CLIENT_WRITES = ("register", "cancel", "status", "metadata", "renew")
+
+
+def client_write(replica: Replica, op: str, instance: InstanceInfo, status: Status, now: int) -> None:
+    """One of `CLIENT_WRITES` at `replica`, as a Eureka client would make it (a no-op if it does not apply)."""
+    key = instance.key
+    if op == "register":
+        replica.register(instance, now)
+    elif op == "cancel":
+        replica.cancel(key, now)
+    elif op == "status":
+        replica.set_status(key, status, now)
+    elif op == "metadata":
+        replica.update_metadata(key, {"k": str(now)}, now)
+    else:
+        replica.renew(key, now)

@@ -10,6 +10,7 @@ from apreg.core.messages import Delta, Push
 from apreg.core.replica import Replica
 
 from .index_reference import assert_index_matches_scan
+from .strategies import CLIENT_WRITES, client_write
 
 CONFIG = CoreConfig(lease_duration_ms=1_000, renewal_interval_ms=300, renewal_window_ms=1_000,
                     tombstone_ttl_ms=3_000, max_eviction_fraction=1.0, self_preservation=False)
@@ -39,16 +40,8 @@ def test_index_equals_a_scan_after_any_history(history: list[tuple[str, str, str
         key = InstanceKey(app, instance_id)
         before = (local.index.version, local.index.app_version(app), {v: local.index.vip_version(v) for v in "xyz"})
         visible_before = local.visible(key)
-        if op == "register":
-            local.register(_info(app, instance_id, vip, svip, status), now)
-        elif op == "cancel":
-            local.cancel(key, now)
-        elif op == "status":
-            local.set_status(key, status, now)
-        elif op == "metadata":
-            local.update_metadata(key, {"k": str(now)}, now)
-        elif op == "renew":
-            local.renew(key, now)
+        if op in CLIENT_WRITES:
+            client_write(local, op, _info(app, instance_id, vip, svip, status), status, now)
         elif op in ("peer_register", "peer_cancel"):
             if op == "peer_register":
                 record = peer.register(_info(app, instance_id, vip, svip, status), now)

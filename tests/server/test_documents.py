@@ -20,6 +20,8 @@ from apreg.server import feed as feed_module
 from apreg.server.documents import DELTA_ACTIONS, DocumentCache, instance_view
 from apreg.server.feed import ChangeFeed
 
+from ..core.strategies import CLIENT_WRITES, client_write
+
 T = TypeVar("T")
 CONFIG = CoreConfig(lease_duration_ms=1_000, renewal_interval_ms=300, renewal_window_ms=1_000,
                     tombstone_ttl_ms=3_000, max_eviction_fraction=1.0, self_preservation=False)
@@ -114,16 +116,8 @@ def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int
         key = InstanceKey(app, f"i-{n}")
         info = InstanceInfo(app=app, instance_id=key.instance_id, host_name=f"h{n}", ip_addr="10.0.0.1",
                             status=status, vip_address=",".join(["v1", "v2", "v3"][:vips]) or None)
-        if op == "register":
-            local.register(info, now)
-        elif op == "cancel":
-            local.cancel(key, now)
-        elif op == "status":
-            local.set_status(key, status, now)
-        elif op == "metadata":
-            local.update_metadata(key, {"k": str(now)}, now)
-        elif op == "renew":
-            local.renew(key, now)
+        if op in CLIENT_WRITES:
+            client_write(local, op, info, status, now)
         elif op == "peer":
             local.receive(Push(Delta(peer.replica_id, 0, 0, (peer.register(info, now),), ())), now)
         elif op == "evict":
@@ -174,12 +168,18 @@ def test_a_changing_registry_is_served_as_of_its_last_build_for_at_most_the_max_
     assert cache.current_registry("json", 59_999) is second  # unchanged: kept (lease times: refresh's job)
 
 
-def test_the_background_refresh_re_renders_old_blocks_and_rebuilds_what_showed_them() -> None:
+def _registry(instances: int) -> tuple[Replica, DocumentCache]:
+    """A replica holding `instances` of app A registered at time 0, and a document cache of 4-instance blocks."""
     replica = Replica("a", "1", CONFIG)
     cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=0, block_size=4)
-    for n in range(8):
+    for n in range(instances):
         replica.register(InstanceInfo(app="A", instance_id=f"i-{n}", host_name="h", ip_addr="10.0.0.1"), 0)
     cache.note(replica.take_changes())
+    return replica, cache
+
+
+def test_the_background_refresh_re_renders_old_blocks_and_rebuilds_what_showed_them() -> None:
+    replica, cache = _registry(8)
     first = drain(cache.build_registry("json", 0))
     replica.renew(InstanceKey("A", "i-3"), 20_000)
     drain(cache.refresh(29_000))  # younger than half the bound: nothing to do
@@ -193,11 +193,7 @@ def test_the_background_refresh_re_renders_old_blocks_and_rebuilds_what_showed_t
 
 
 def test_a_change_re_renders_its_block_only() -> None:
-    replica = Replica("a", "1", CONFIG)
-    cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=0, block_size=4)
-    for n in range(64):
-        replica.register(InstanceInfo(app="A", instance_id=f"i-{n}", host_name="h", ip_addr="10.0.0.1"), 0)
-    cache.note(replica.take_changes())
+    replica, cache = _registry(64)
     drain(cache.build_registry("json", 0))
     rendered = cache.registry_blocks.rendered
     assert 1 < rendered <= 16
