@@ -139,6 +139,9 @@ class InstanceInfo:
     asg_name: str | None = None
     last_dirty_timestamp: int = 0
     last_updated_timestamp: int = 0
+    # When the node that took this instance's registration took it (its clock): a re-registration sets it anew,
+    # status and metadata changes keep it, so every node can tell `apps/delta`'s ADDED from MODIFIED. Not rendered.
+    registered_ms: int = 0
 
     @property
     def key(self) -> InstanceKey:
@@ -229,8 +232,8 @@ def _status(name: object) -> Status:
         raise ValueError(f"{name!r} is not a valid Status") from None
 
 
-def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None) -> InstanceInfo:
-    """Apply Eureka's status rules to a (re-)registration.
+def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None, now_ms: int) -> InstanceInfo:
+    """Apply Eureka's status rules to a (re-)registration taken at `now_ms`.
 
     An override set on the server is sticky across re-registers, except that an instance reporting itself
     DOWN, STARTING or UNKNOWN is believed (it knows it is not serving).
@@ -242,9 +245,11 @@ def resolve_register(incoming: InstanceInfo, existing: InstanceInfo | None) -> I
     if status not in SELF_REPORTED_WINS and override is not Status.UNKNOWN:
         status = override
     up_since = existing.service_up_timestamp if existing is not None else incoming.service_up_timestamp
-    if (status, override, up_since) == (incoming.status, incoming.overridden_status, incoming.service_up_timestamp):
-        return incoming  # the common case: nothing to resolve, so no copy
-    return incoming.replace(status=status, overridden_status=override, service_up_timestamp=up_since)
+    if (status, override, up_since, now_ms) == (incoming.status, incoming.overridden_status,
+                                                incoming.service_up_timestamp, incoming.registered_ms):
+        return incoming  # the common case (the codec stamps registered_ms): nothing to resolve, so no copy
+    return incoming.replace(status=status, overridden_status=override, service_up_timestamp=up_since,
+                            registered_ms=now_ms)
 
 
 def set_status_override(current: InstanceInfo, value: Status, now_ms: int) -> InstanceInfo:

@@ -154,7 +154,8 @@ class Replica:
         """A (re-)registration: a versioned write that also starts the lease."""
         key = info.key
         current = self.visible(key)
-        return self._write(key, resolve_register(info, current.info if current else None), now_ms, renew=True)
+        return self._write(key, resolve_register(info, current.info if current else None, now_ms), now_ms,
+                           renew=True)
 
     def cancel(self, key: InstanceKey, now_ms: int) -> bool:
         """Replace the instance by a tombstone; False if it is not visible here."""
@@ -607,6 +608,9 @@ def _action(previous: Record | None, record: Record) -> Action | None:
     if record.info is None:
         return None if previous is None else Action.CANCEL
     if previous is None or previous.info is None:
+        return Action.REGISTER
+    if previous.info.registered_ms != record.info.registered_ms and previous.info.registered_ms \
+            and record.info.registered_ms:  # a re-registration (0: from a node that predates the field)
         return Action.REGISTER
     if previous.info.status is not record.info.status:
         return Action.STATUS

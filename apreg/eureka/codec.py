@@ -196,6 +196,7 @@ def _build_instance(raw: Mapping[str, Any], path_app: str, now_ms: int) -> Insta
         "lease_duration_s": _seconds(lease.get("durationInSecs"), "leaseInfo.durationInSecs"),
         "last_dirty_timestamp": now_ms if last_dirty is None else last_dirty,
         "last_updated_timestamp": now_ms,
+        "registered_ms": now_ms,
     }
     optional: dict[str, Any] = {
         "status": parse_status(raw.get("status"), required=False, name="status"),

@@ -37,7 +37,7 @@ from apreg.core.record import Record
 WIRE_VERSIONS = range(1, 3)  # the versions this node reads and writes
 OLDEST, NEWEST = WIRE_VERSIONS[0], WIRE_VERSIONS[-1]
 MAX_ITEMS = 100_000  # records or renewals in one frame
-_TIMESTAMP_FIELDS = ("last_updated_timestamp", "last_dirty_timestamp")
+_TIMESTAMP_FIELDS = ("last_updated_timestamp", "last_dirty_timestamp", "registered_ms")
 
 # Version 2's instance layout. Append only (see the module docstring); tests pin it against golden frames.
 INSTANCE_FIELDS = ("app", "instance_id", "host_name", "ip_addr", "status", "overridden_status", "port",
@@ -45,7 +45,8 @@ INSTANCE_FIELDS = ("app", "instance_id", "host_name", "ip_addr", "status", "over
                    "data_center_name", "data_center_metadata", "renewal_interval_s", "lease_duration_s",
                    "service_up_timestamp", "metadata", "app_group_name", "home_page_url", "status_page_url",
                    "health_check_url", "secure_health_check_url", "vip_address", "secure_vip_address", "sid",
-                   "asg_name", "last_dirty_timestamp", "last_updated_timestamp")
+                   "asg_name", "last_dirty_timestamp", "last_updated_timestamp", "registered_ms")
+V1_FIELDS = frozenset(INSTANCE_FIELDS[:29])  # what a version 1 node knows: it refuses any other field
 REQUIRED_FIELDS = 4  # app, instance id, host name, ip address: a shorter list is not an instance
 MAX_INSTANCE_FIELDS = 64  # a newer peer's list may be longer than ours, but not without bound
 _values = attrgetter(*INSTANCE_FIELDS)  # one C call per instance; statuses pack as their (str) values
@@ -145,12 +146,16 @@ def _decode_body(kind: MessageType, body: Any, version: int) -> Message:
 
 
 def _delta(delta: Delta, version: int) -> list[Any]:
-    instance = InstanceInfo.to_dict if version == 1 else _values
+    instance = _v1_instance if version == 1 else _values
     return [delta.sender, delta.base, delta.upto,
             [[r.key.app, r.key.instance_id, None if r.info is None else instance(r.info), r.vv, r.stamp, r.epoch]
              for r in delta.records],
             [[u.key.app, u.key.instance_id, u.renewed, u.age_ms, u.seq] for u in delta.renewals],
             list(delta.record_seqs), [list(p) for p in delta.covered], list(delta.direct)]
+
+
+def _v1_instance(info: InstanceInfo) -> dict[str, object]:
+    return {name: value for name, value in info.to_dict().items() if name in V1_FIELDS}
 
 
 def _undelta(body: Any, version: int) -> Delta:

@@ -1,6 +1,8 @@
 """Replica behaviour and deterministic SimCluster scenarios for the invariants with concrete times."""
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 
 from apreg.core.config import CoreConfig
@@ -275,3 +277,28 @@ def test_push_gap_is_not_marked_held_and_anti_entropy_fills_it() -> None:
     b.receive(reply, T0 + 2, peer="a")  # type: ignore[arg-type]
     assert state(b.records[key(1)]) == state(lost) and b.watermarks[a.replica_id] == a.log.head
     assert isinstance(out.message, Push) and isinstance(out.message.delta, Delta)
+
+
+def test_delta_actions_are_eurekas_at_the_node_that_took_the_write_and_at_its_peers() -> None:
+    """A (re-)registration is ADDED everywhere, as Eureka's registry marks it; status and metadata changes are
+    MODIFIED; cancels and evictions DELETED (the shell maps actions onto these)."""
+    config = CoreConfig(lease_duration_ms=1_000, max_eviction_fraction=1.0, self_preservation=False)
+    a, b = Replica("a", "1", config), Replica("b", "1", config)
+
+    def step(write: Callable[[], object], now: int) -> tuple[Action, Action]:
+        write()
+        local = a.take_changes()
+        b.receive(Push(Delta(a.replica_id, 0, 0, tuple(a.records[c.key] for c in local), ())), now)
+        remote = b.take_changes()
+        assert len(local) == len(remote) == 1
+        return local[0].action, remote[0].action
+
+    assert step(lambda: a.register(info(), T0), T0) == (Action.REGISTER, Action.REGISTER)
+    assert step(lambda: a.register(info(host="h2"), T0 + 1), T0 + 1) == (Action.REGISTER, Action.REGISTER)
+    assert step(lambda: a.register(info(host="h2"), T0 + 2), T0 + 2) == (Action.REGISTER, Action.REGISTER)
+    assert step(lambda: a.set_status(K, Status.OUT_OF_SERVICE, T0 + 3), T0 + 3) == (Action.STATUS, Action.STATUS)
+    assert step(lambda: a.update_metadata(K, {"v": "2"}, T0 + 4), T0 + 4) == (Action.MODIFY, Action.MODIFY)
+    assert step(lambda: a.cancel(K, T0 + 5), T0 + 5) == (Action.CANCEL, Action.CANCEL)
+    a.register(info(), T0 + 6)
+    a.take_changes()
+    assert [c.action for c in (a.evict(T0 + 2_000), a.take_changes())[1]] == [Action.EVICT]

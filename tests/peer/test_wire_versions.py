@@ -1,7 +1,9 @@
 """Wire versions: golden frames pin each version's bytes, old peers are understood, unknown fields follow the rule.
 
 The golden frames are fixed bytes: if one of these tests fails, the wire changed, and peers of the other
-version may no longer understand this one. Change the bytes only together with a new version.
+version may no longer understand this one. Change the bytes only together with a new version, or when a field
+is appended to version 2's instance layout (the rule for unknown fields); the previous layout's frame then stays
+here, and must still decode.
 """
 from __future__ import annotations
 
@@ -27,6 +29,16 @@ DELTA = Delta("a~1", 4, 9, (Record(KEY, INFO, {"a~1": 2}, STAMP),
 DIGEST = Digest("b~1", 12, "a~1", 9, (("a~1", 9),))
 
 GOLDEN_PUSH_V2 = bytes.fromhex(
+    "84a17602a172920102a17401a16298a3617e3104099296a3535643a3692d31dc001ea3535643a3692d31a26831a831302e30"
+    "2e302e31a25550a7554e4b4e4f574ecd1b59c3cd1b5ac201d936636f6d2e6e6574666c69782e617070696e666f2e496e7374"
+    "616e6365496e666f2444656661756c744461746143656e746572496e666fa54d794f776e80cb403e000000000000c00081a4"
+    "7a6f6e65a27a31c0af687474703a2f2f68313a373030312fc0c0c0a3737663c0c0c000000081a3617e310293cf0000018bcf"
+    "e5680002a3617e31930000a096a3535643a3692d32c081a3617e310393cf0000018bcfe5680002a3617e3193cf0000018bcf"
+    "e5680002a3617e319195a3535643a3692d3193cf0000018bcfe5680002a3617e31cd05dc089206079192a3637e310391a362"
+    "7e31"
+)
+# The same push from a version 2 node of the first instance layout (before registered_ms was appended).
+GOLDEN_PUSH_V2_FIRST_LAYOUT = bytes.fromhex(
     "84a17602a172920102a17401a16298a3617e3104099296a3535643a3692d31dc001da3535643a3692d31a26831a831302e30"
     "2e302e31a25550a7554e4b4e4f574ecd1b59c3cd1b5ac201d936636f6d2e6e6574666c69782e617070696e666f2e496e7374"
     "616e6365496e666f2444656661756c744461746143656e746572496e666fa54d794f776e80cb403e000000000000c00081a4"
@@ -59,6 +71,12 @@ def test_version_2_frames_match_the_golden_bytes(message: object, golden: bytes)
     assert wire.encode(message, 2) == golden  # type: ignore[arg-type]
     frame = wire.decode_frame(golden)
     assert frame.message == message and frame.version == 2 and frame.peer_versions == range(1, 3)
+
+
+def test_a_version_2_node_of_the_first_layout_is_understood() -> None:
+    """Its instances lack the appended registered_ms: they take its default, as the rule for fields says."""
+    frame = wire.decode_frame(GOLDEN_PUSH_V2_FIRST_LAYOUT)
+    assert frame.message == Push(DELTA) and frame.version == 2
 
 
 def test_a_version_1_node_is_understood_and_answered_in_version_1() -> None:

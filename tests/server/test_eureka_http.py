@@ -144,3 +144,24 @@ async def test_status_and_metrics_report_conflicts_and_self_preservation() -> No
         text = (await c.request(0, "GET", "/v1/metrics"))[1].decode()
         conflicts = sum([json.loads((await c.request(n, "GET", "/v1/status"))[1])["conflicts"] for n in range(2)])
         assert conflicts >= 1 and "apreg_conflicts " in text and "apreg_self_preservation_active 0" in text
+
+
+async def test_a_re_registration_is_added_in_every_nodes_delta() -> None:
+    """Eureka marks every registration ADDED; a client given MODIFIED for an instance it lists may overwrite
+    another instance of the app with it (issue 10)."""
+    async with LocalCluster(2) as c:
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-2"))
+        assert await eventually(lambda: _has(c, 1, "o-2"))  # else node 1 first hears of o-2 changed: ADDED there
+        await c.request(0, "PUT", "/eureka/apps/ORDERS/o-2/status?value=OUT_OF_SERVICE")
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1", port=9090))
+
+        async def actions(i: int) -> dict[str, str]:
+            _, body, _ = await c.request(i, "GET", "/eureka/apps/delta")
+            return {inst["instanceId"]: inst["actionType"]
+                    for app in json.loads(body)["applications"]["application"] for inst in app["instance"]}
+
+        async def settled() -> bool:
+            return all([await actions(i) == {"o-1": "ADDED", "o-2": "MODIFIED"} for i in (0, 1)])
+
+        assert await eventually(settled), (await actions(0), await actions(1))
