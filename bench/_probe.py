@@ -74,10 +74,11 @@ def read_samples(path: Path) -> list[Sample]:
 
 def stalls(samples: Sequence[Sample], spans: Sequence[Span]) -> dict[str, dict]:
     """Per phase name (spans of one name pooled): the longest response time, the
-    number of probes sent in it and how many did not get a 200."""
+    number of probes in it and how many did not get a 200. A probe belongs to every
+    phase its wait overlapped: one sent just before a phase and held up by it counts."""
     out: dict[str, dict] = {}
     for span in spans:
-        inside = [s for s in samples if span.start <= s.sent < span.end]
+        inside = [s for s in samples if s.sent < span.end and s.sent + s.ms / 1000 >= span.start]
         agg = out.setdefault(span.name, {"max_ms": None, "probes": 0, "failed": 0})
         agg["probes"] += len(inside)
         agg["failed"] += sum(s.status != "200" for s in inside)

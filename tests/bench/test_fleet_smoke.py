@@ -34,7 +34,9 @@ def test_fleet_smoke(tmp_path: Path) -> None:
 
     r = json.loads(out.read_text())
     s = r["summary"][str(N)]
-    expected = {key for key, *_ in ROWS} - {"delta_vs_smallest"}  # needs two sizes
+    # delta_vs_smallest needs two sizes; a phase of this tiny fleet may end before a probe (every 20 ms) overlaps it
+    probed = {name for name in PHASES if r["sizes"][str(N)]["stalls"][name]["probes"]}
+    expected = {key for key, *_ in ROWS} - {"delta_vs_smallest"} - {f"stall_{n}_ms" for n in set(PHASES) - probed}
     missing = {key for key in expected if s.get(key) is None}
     assert not missing, missing
     assert s["errors"] == 0
@@ -49,8 +51,9 @@ def test_fleet_smoke(tmp_path: Path) -> None:
     assert s["delta_window"] >= N  # registered within the last 3 minutes
     for kind in ("app", "vip", "instance"):
         assert 0 < s[f"read_{kind}_p50_ms"] <= s[f"read_{kind}_p99_ms"]
-    for name in PHASES:
+    for name in probed:
         assert s[f"stall_{name}_ms"] > 0, name
+    assert {"register", "fetch", "delta"} <= probed  # the longer phases always are
     assert s["sync_s"] >= s["sync_startup_s"] > 0
     assert s["fresh_delta_unseen"] == 0 and s["fresh_full_unseen"] == 0
     assert 0 < s["fresh_delta_p50_ms"] <= s["fresh_delta_p95_ms"]
