@@ -164,6 +164,7 @@ class Blocks(Generic[M]):
         joined = state.joined.get(fmt)
         if joined is None:
             joined = state.joined[fmt] = self._join(state, rendered, name, fmt, now_ms)
+            yield  # after a refresh every app joins anew: 500 joins in one step held the loop for 100 ms
         return joined
 
     def refresh(self, now_ms: int) -> Generator[None, None, bool]:
