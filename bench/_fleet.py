@@ -4,6 +4,7 @@ another's reads) and the empty-peer sync."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from _load import WRITE_HEADERS
 from _procs import ProcessSet, free_port
 
 PLAIN_JSON = {"Accept": "application/json", "Accept-Encoding": "identity"}
+GZIP_JSON = {"Accept": "application/json", "Accept-Encoding": "gzip"}
 DATA_CENTER = {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"}
 ZONES = ("zone-a", "zone-b", "zone-c")
 
@@ -72,12 +74,17 @@ async def status(session: aiohttp.ClientSession, base: str) -> dict:
 async def time_to_visible(session: aiohttp.ClientSession, url: str, needle: bytes, since: float,
                           interval: float, wait: float) -> float | None:
     """ms from `since` (perf_counter) until a GET of `url` answers with `needle` in its body,
-    polling one request at a time with `interval` s between; None after `wait` s."""
+    polling one request at a time with `interval` s between; None after `wait` s. Bodies are
+    asked for gzipped, as Eureka clients ask, and the time is taken when one has arrived, before
+    the client inflates it to look (at 100,000 instances that is 87 MB of JSON)."""
     while time.perf_counter() - since < wait:
-        async with session.get(url, headers=PLAIN_JSON) as r:
+        async with session.get(url, headers=GZIP_JSON) as r:
             body = await r.read()
+            arrived = time.perf_counter()
+            if body[:2] == b"\x1f\x8b":  # not inflated by the session
+                body = gzip.decompress(body)
         if needle in body:
-            return (time.perf_counter() - since) * 1000.0
+            return (arrived - since) * 1000.0
         await asyncio.sleep(interval)
     return None
 
