@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from apreg.core.instance import InstanceInfo, Status, share_repeated
+from apreg.core.instance import InstanceInfo, Status
 
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
@@ -215,7 +215,7 @@ def _build_instance(raw: Mapping[str, Any], path_app: str, now_ms: int) -> Insta
     }
     optional.update((attr, _optional_str(raw, wire)) for wire, attr in AUTO_STRINGS)
     fields.update((key, value) for key, value in optional.items() if value is not None)
-    return InstanceInfo(**share_repeated(fields))
+    return InstanceInfo.from_dict(fields)
 
 
 def _instance_id(
