@@ -22,7 +22,8 @@ from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
 from .index import RegistryIndex
-from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
+from .ledger import LeaseLedger
+from .lease import Lease, eviction_cap
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
 from .sweep import EVICTIONS_PER_ENTRY, SWEEP_SLICE, Sweep, SweepOutcome
@@ -96,6 +97,7 @@ class Replica:
     replica_id: str = field(init=False)  # node id + incarnation: the id in version vectors, stamps and messages
     clock: HybridClock = field(init=False)
     preservation: SelfPreservation = field(init=False)
+    leases: LeaseLedger[InstanceKey] = field(init=False)  # what self-preservation and eviction read
     peers: dict[str, PeerState] = field(init=False)
     watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
     _first_vv: VersionVector = field(init=False)  # the vector of every first write here, shared (memory)
@@ -117,6 +119,7 @@ class Replica:
         self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
         self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
                                              self.config.self_preservation, self.config.min_hold_windows)
+        self.leases = LeaseLedger(self.config.renewal_window_ms)
         self.peers = {name: PeerState() for name in self.peer_names}
         self.synced = not self.peer_names
 
@@ -185,6 +188,7 @@ class Replica:
             return False
         entry = self.entries[key]
         self._renewed(entry, self.clock.tick(now_ms), now_ms)
+        self.leases.renewed(key, now_ms, now_ms)
         self.log.note(entry, record=False, renewal=True)
         return True
 
@@ -244,8 +248,16 @@ class Replica:
             self.index.show(entry, shown.info if shown is not None else None, record.info)
         if renewed is not None:
             self._renewed(entry, renewed, now_ms)
+        if record.info is None:
+            self.leases.untrack(key)
+        else:
+            self._track(entry, record.info, now_ms)
         self.log.note(entry, record=True, renewal=renewed is not None or renewal_to_log)
         self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
+
+    def _track(self, entry: Entry, info: InstanceInfo, now_ms: int) -> None:
+        self.leases.track(entry.key, entry.first_seen_ms, entry.anchor_ms, self.renewal_interval_ms(info),
+                          self.lease_duration_ms(info), now_ms)
 
     def _unevict(self, entry: Entry) -> None:
         entry.evicted = False
@@ -298,11 +310,16 @@ class Replica:
         self.counters.renewals_replicated += 1
         unlogged[key] = entry
         record = entry.record
-        if entry.evicted and record is not None and record.info is not None:
+        if record is None or record.info is None:
+            return True
+        if entry.evicted:
             self._unevict(entry)  # it renewed somewhere after we evicted it: it comes back
             entry.first_seen_ms = now_ms
             self.index.show(entry, None, record.info)
+            self._track(entry, record.info, now_ms)
             self._emit(key, Action.REGISTER, record, now_ms, record.info)
+        else:
+            self.leases.renewed(key, entry.anchor_ms, now_ms)
         return True
 
     def _apply_delta(self, delta: Delta, now_ms: int) -> None:
@@ -481,19 +498,15 @@ class Replica:
     # ----- time: leases, eviction, self-preservation, garbage collection ------------------------------------
 
     def sweep(self, now_ms: int, budget: int = SWEEP_SLICE) -> SweepOutcome | None:
-        """Advance the pass over all entries by at most `budget` of them (starting one if none is running).
-
-        None while the pass is unfinished. Once every entry has been read, self-preservation is re-evaluated
-        with the pass's sums and, if an eviction was requested meanwhile and is allowed, the oldest expired
-        leases (at most the capped share) are evicted, `budget // EVICTIONS_PER_ENTRY` per call, so the
-        caller can publish each call's changes before the next (see sweep.py)."""
+        """Advance the lease ledger to `now_ms` by at most `budget` breakpoints, then re-evaluate self-preservation
+        and, if an eviction was requested meanwhile and is allowed, evict the oldest expired leases (at most the
+        capped share), `budget // EVICTIONS_PER_ENTRY` per call. None while unfinished, so the caller can publish
+        each call's changes before the next (see sweep.py)."""
         sweep = self._sweep
         if sweep is None:
-            sweep = self._sweep = Sweep(list(self.entries.values()))
-        if not sweep.scanned:
-            self._sweep_slice(sweep, now_ms, budget)
-            if not sweep.scanned:
+            if not self.leases.advance(now_ms, budget):
                 return None
+            sweep = self._sweep = Sweep()
             self._decide(sweep, now_ms)
         else:
             self._evict_some(sweep, now_ms, max(1, budget // EVICTIONS_PER_ENTRY))
@@ -506,34 +519,16 @@ class Replica:
         """Evict expired leases when the current (or next) pass ends: an eviction pass, in slices."""
         self._eviction_requested = True
 
-    def _sweep_slice(self, sweep: Sweep, now_ms: int, budget: int) -> None:
-        window = self.config.renewal_window_ms
-        end = min(len(sweep.entries), sweep.position + budget)
-        expected = observed = 0.0
-        for entry in sweep.entries[sweep.position:end]:
-            record = entry.record
-            if record is None or entry.evicted or record.info is None:
-                continue  # a tombstone, evicted here, or forgotten since the pass began
-            info = record.info
-            if entry.expired(now_ms, self.lease_duration_ms(info)):
-                sweep.expired.append((entry.anchor_ms, entry.key))
-                continue
-            interval = self.renewal_interval_ms(info)
-            expected += expected_renewals(now_ms, entry.first_seen_ms, window, interval)
-            observed += renewal_credit(now_ms, entry.anchor_ms, entry.first_seen_ms, window, interval)
-        sweep.position = end
-        sweep.expected += expected
-        sweep.observed += observed
-
     def _decide(self, sweep: Sweep, now_ms: int) -> None:
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
-        sweep.preservation_changed = self.preservation.update(now_ms, sweep.observed, sweep.expected)
+        sweep.preservation_changed = self.preservation.update(now_ms, *self.leases.sums())
         if self._eviction_requested:
             self._eviction_requested = False
             if self.preservation.allows_eviction:
                 cap = eviction_cap(self.index.count, self.config.max_eviction_fraction)
-                sweep.victims = sorted(sweep.expired)[:cap]
+                # Cost grows with what has expired, not with the registry: the ledger keeps them apart.
+                sweep.victims = sorted((term.anchor_ms, key) for key, term in self.leases.expired.items())[:cap]
                 sweep.victims.reverse()  # oldest last: taken from the end
 
     def _evict_some(self, sweep: Sweep, now_ms: int, count: int) -> None:
@@ -547,6 +542,7 @@ class Replica:
                 continue
             entry.evicted = True
             self._evicted_at[key] = now_ms
+            self.leases.untrack(key)
             self.index.hide(entry, record.info)
             self.counters.evictions += 1
             self._emit(key, Action.EVICT, record, now_ms, record.info)

@@ -1,4 +1,4 @@
-"""The pass over all leases runs in slices: no call reads or evicts more than its budget allows."""
+"""The pass over the leases runs in slices: no call takes more breakpoints or evicts more than its budget allows."""
 from __future__ import annotations
 
 from apreg.core.config import CoreConfig
@@ -34,7 +34,7 @@ def test_renewing_during_a_pass_saves_an_instance_chosen_for_eviction() -> None:
     for n in range(10):
         replica.register(info(f"i-{n}"), 1_000)
     replica.request_eviction()
-    assert replica.sweep(10_000, 10) is None  # read all, chose 5 victims, evicted none yet
+    assert replica.sweep(10_000, 100) is None  # the ledger caught up, chose 5 victims, evicted none yet
     assert replica.renew(replica.index.app("SVC")["i-0"].key, 10_000)
     while (outcome := replica.sweep(10_000, EVICTIONS_PER_ENTRY)) is None:
         pass
