@@ -8,10 +8,13 @@ its anchor. So the ledger keeps the sums with their slopes, and a heap with each
 `advance(now)` visits only the breakpoints that came due. Re-evaluating self-preservation, or finding what an
 eviction pass may evict, then costs what changed, not one read of every lease.
 
-A renewal on time (before the lease falls overdue) changes neither a sum nor a slope: it only moves the lease's
-later breakpoints, so it just notes the new anchor on the lease's term. The breakpoint already queued for the
-old anchor comes due first, finds the lease renewed, and queues the next one: a fleet's renewals cost a dict
-lookup each, and about one breakpoint per lease and renewal interval reaches the heap.
+A lease's values after a renewal depend only on its new anchor, and until it falls overdue they grow as they
+did before it: so a renewal of a lease whose piece in the sums is not yet an overdue one (renewed on time, or
+late but before `advance` reached its overdue breakpoint, which is most late renewals: clients renew every
+interval, give or take network delay) changes neither a sum nor a slope. It only notes the new anchor on the
+lease's term; the breakpoint already queued for the old anchor comes due first, finds the lease renewed, and
+queues the next one. A fleet's renewals cost a dict lookup each, and about one breakpoint per lease and renewal
+interval reaches the heap.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class Term:
     duration_ms: int
     version: int = 0  # the breakpoint queued last for this term: older ones in the heap are stale
     since_ms: int = 0
+    overdue: bool = False  # as of `since_ms`: the values below count the lease as overdue
     expected: float = 0.0
     observed: float = 0.0
     expected_slope: float = 0.0
@@ -67,6 +71,7 @@ class LeaseLedger(Generic[K]):
                 and previous.interval_ms == interval_ms and previous.duration_ms == duration_ms):
             return  # a write that left the lease as it was (a status or metadata change)
         self.untrack(key)
+        self._move(now_ms)
         term = Term(first_seen_ms, anchor_ms, max(1, interval_ms), duration_ms)
         if term.expired(now_ms):
             self.expired[key] = term
@@ -84,8 +89,8 @@ class LeaseLedger(Generic[K]):
     def renewed(self, key: K, anchor_ms: int, now_ms: int) -> None:
         """A counted lease restarted at `anchor_ms` (never earlier than before)."""
         term = self.terms.get(key)
-        if term is not None and now_ms < term.anchor_ms + term.interval_ms:
-            term.anchor_ms = anchor_ms  # on time: sums and slopes unchanged, see the module docstring
+        if term is not None and not term.overdue:
+            term.anchor_ms = anchor_ms  # sums and slopes unchanged, see the module docstring
             return
         term = term or self.expired.get(key)
         if term is not None:
@@ -103,13 +108,14 @@ class LeaseLedger(Generic[K]):
             term = self.terms.get(key)
             if term is None or term.version != version:
                 continue  # tracked anew or dropped since this breakpoint was queued
+            self._move(at)
             self._remove(term)
             if term.expired(at):
                 del self.terms[key]
                 self.expired[key] = term
             else:
                 self._take(key, term, at)
-        self._move(max(now_ms, self.at_ms))
+        self._move(now_ms)
         return True
 
     def sums(self) -> tuple[float, float]:
@@ -118,6 +124,10 @@ class LeaseLedger(Generic[K]):
         return max(0.0, round(self.observed_at, 6)), max(0.0, round(self.expected_at, 6))
 
     def _move(self, to_ms: int) -> None:
+        """Take the sums at a later time (never an earlier one): near the terms' own times, where floats are
+        exact enough (taken at 0, each term would add and remove values of 10^8 renewals)."""
+        if to_ms <= self.at_ms:
+            return
         elapsed = to_ms - self.at_ms
         self.expected_at += self.expected_slope * elapsed
         self.observed_at += self.observed_slope * elapsed
@@ -129,7 +139,7 @@ class LeaseLedger(Generic[K]):
         ramping = now_ms - first < window
         overdue_at = term.anchor_ms + interval
         overdue = now_ms >= overdue_at
-        term.since_ms = now_ms
+        term.since_ms, term.overdue = now_ms, overdue
         term.expected = expected_renewals(now_ms, first, window, interval)
         term.observed = renewal_credit(now_ms, term.anchor_ms, first, window, interval)
         term.expected_slope = ramping / interval

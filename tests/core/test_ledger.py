@@ -50,7 +50,7 @@ def test_the_sums_and_expired_set_equal_a_scan_at_every_step(history: list[tuple
                                                              budget: int) -> None:
     ledger: LeaseLedger[str] = LeaseLedger(WINDOW)
     model: dict[str, Lease] = {}  # what a node holds: every lease, live or run out
-    now, slices = 10_000, 0
+    now, slices = 1_700_000_000_000, 0  # real epoch times: sums kept far from them would lose precision
     for op, key, step, interval, duration in history:
         now += step
         lease = model.get(key)
@@ -104,7 +104,7 @@ def replica_scan(replica: Replica, now: int) -> tuple[float, float, set[Instance
 def test_a_replicas_ledger_follows_every_write_renewal_merge_and_eviction(
         history: list[tuple[str, str, int, float | None, float | None]]) -> None:
     local, peer = Replica("a", "1", CONFIG), Replica("b", "1", CONFIG)
-    now = 1_000_000
+    now = 1_700_000_000_000
     for op, instance_id, step, interval_s, duration_s in history:
         now += step
         key = InstanceKey("SVC", instance_id)
@@ -135,3 +135,20 @@ def test_a_replicas_ledger_follows_every_write_renewal_merge_and_eviction(
         assert (status.renewals_in_window, status.expected) == (pytest.approx(observed, abs=1e-6),
                                                                 pytest.approx(expected, abs=1e-6))
         assert set(local.leases.expired) == expired
+
+
+def test_the_sums_keep_their_precision_at_epoch_times() -> None:
+    """Thousands of leases tracked before the first pass, at today's clock: sums taken near the leases' own
+    times, not at 0 (where every term would add and remove values of 10^8 renewals and leave the residue)."""
+    start, ledger = 1_700_000_000_000, LeaseLedger[int](60_000)
+    model = {}
+    for i in range(5_000):
+        model[i] = (start + i, start + i)
+        ledger.track(i, start + i, start + i, 30_000, 90_000, start + i)
+    now = start + 45_000
+    assert ledger.advance(now, 100_000)
+    observed, expected = ledger.sums()
+    assert expected == pytest.approx(sum(expected_renewals(now, f, 60_000, 30_000) for f, _ in model.values()),
+                                     abs=1e-6)
+    assert observed == pytest.approx(sum(renewal_credit(now, a, f, 60_000, 30_000) for f, a in model.values()),
+                                     abs=1e-6)
