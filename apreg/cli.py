@@ -19,6 +19,8 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port to listen on (default 8761)")
     add("--node-id", help="this node's id (default host:port)")
     add("--peers", help="comma-separated base URLs of peer nodes")
+    add("--eureka-peers", help="comma-separated service URLs of Java Eureka servers to replicate with, as "
+                               "Eureka peers (e.g. http://host:8761/eureka/)")
     add("--renewal-interval", type=float, help="default renewal interval, s, for instances giving none (30)")
     add("--lease-duration", type=float, help="default lease duration, s, for instances giving none (90)")
     add("--eviction-interval", type=float, help="seconds between eviction passes (60)")

@@ -81,6 +81,13 @@ def parse_register(body: bytes, content_type: str | None, path_app: str, now_ms:
     return _build_instance(raw, path_app, now_ms)
 
 
+def parse_instance(raw: Any, path_app: str, now_ms: int) -> InstanceInfo:
+    """An instance already out of its envelope (a peer batch's `instanceInfo`), validated as a register body."""
+    if not isinstance(raw, dict):
+        raise CodecError("missing_field", "instanceInfo must be an object")
+    return _build_instance(raw, path_app, now_ms)
+
+
 def parse_status(value: str | None, *, required: bool, name: str = "value") -> Status | None:
     """A status from a query or body; case-insensitive like Eureka, but unknown values are refused, not UNKNOWN."""
     if value is None or (isinstance(value, str) and not value.strip()):

@@ -11,6 +11,7 @@ from aiohttp import web
 from .collector import tune_garbage_collector
 from .errors import json_errors
 from .eureka_api import EurekaApi
+from .eureka_peers_api import EurekaPeerApi
 from .node import Node
 from .peer_api import PeerApi
 from .settings import NodeSettings
@@ -29,7 +30,7 @@ def build_app(node: Node) -> web.Application:
 
     app = web.Application(middlewares=[json_errors(count_reject), peer_api.authenticate],
                           client_max_size=node.settings.max_peer_body_bytes)
-    for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node)):
+    for api in (EurekaApi(node), EurekaPeerApi(node), peer_api, StatusApi(node), WatchApi(node)):
         api.add_routes(app)
 
     async def node_lifecycle(_: web.Application) -> AsyncIterator[None]:

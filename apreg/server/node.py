@@ -14,15 +14,18 @@ from typing import Callable, Generator, TypeVar
 
 import aiohttp
 
+from apreg.core.instance import InstanceKey
 from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Outgoing, Replica
+from apreg.eureka.replication import Action
 from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
 from . import collector
 from .documents import DocumentCache
+from .eureka_peers import EurekaReplicator, is_replication
 from .feed import ChangeFeed
 from .settings import NodeSettings
 
@@ -81,6 +84,8 @@ class Node:
         self._streams: dict[str, PeerStream] = {}
         self._sweeping = asyncio.Lock()
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
+        self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.committed,
+                                             settings.peer_timeout) if settings.eureka_peers else None
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
@@ -97,6 +102,8 @@ class Node:
                  self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
                  self._initial_sync()]
         loops += [self._pusher(url) for url in self.links]
+        if self.eureka_peers is not None:
+            loops.append(self.eureka_peers.run(self._session))
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -163,6 +170,11 @@ class Node:
             push = self.replica.push_for(url, self.now_ms())
             if push is not None:
                 await self._send(Outgoing(url, push))
+
+    def forward(self, headers: object, action: Action, key: InstanceKey) -> None:
+        """A client's operation, done here: Java Eureka peers get it too, unless a Java peer sent it."""
+        if self.eureka_peers is not None and not is_replication(headers):
+            self.eureka_peers.forward(action, key)
 
     # ----- peer traffic ------------------------------------------------------------------------------------
 

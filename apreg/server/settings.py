@@ -22,6 +22,7 @@ class NodeSettings:
     port: int = 8761
     node_id: str = ""  # defaults to host:port
     peers: tuple[str, ...] = ()  # base URLs of peer nodes
+    eureka_peers: tuple[str, ...] = ()  # service URLs of Java Eureka peers (http://host:8761/eureka/)
     renewal_interval: float = 30.0  # default for instances whose leaseInfo gives none
     lease_duration: float = 90.0  # default for instances whose leaseInfo gives none
     eviction_interval: float = 60.0
@@ -89,8 +90,8 @@ def load(flags: Mapping[str, Any], config_path: str | None = None,
     if environ.get(SECRET_ENV):
         values["secret"] = environ[SECRET_ENV]
     values.update({k: v for k, v in flags.items() if v is not None and k in known})
-    if isinstance(values.get("peers"), str):
-        values["peers"] = tuple(p.strip().rstrip("/") for p in values["peers"].split(",") if p.strip())
-    elif "peers" in values:
-        values["peers"] = tuple(str(p).rstrip("/") for p in values["peers"])
+    for name, trailing in (("peers", "/"), ("eureka_peers", "")):  # apreg base URLs; Eureka service URLs
+        if name in values:
+            listed = values[name].split(",") if isinstance(values[name], str) else values[name]
+            values[name] = tuple(u.strip().rstrip(trailing) for u in map(str, listed) if u.strip())
     return replace(NodeSettings(), **values).validate()

@@ -37,6 +37,7 @@ def status_document(node: Node) -> dict[str, Any]:
                    "failures": link.failures, "last_error": link.last_error, "sent": link.sent,
                    "stream": link.streaming, "frames_sent": link.frames}
                   for link in node.links.values()],
+        "eureka_peers": [peer.status() for peer in node.eureka_peers.peers] if node.eureka_peers else [],
         "instances": replica.index.count,
         "self_preservation": {"active": sp.active, "enabled": replica.preservation.enabled,
                               "renewals_in_window": round(sp.renewals_in_window, 2), "expected": round(sp.expected, 2),
