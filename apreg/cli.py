@@ -40,6 +40,11 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="while the registry keeps changing, a full fetch may be served as of its last render this many "
              "seconds ago; 0 renders every change (0.25)")
     add("--secret", help="HMAC key for peer messages (or env APREG_SECRET)")
+    add("--tls-cert", help="PEM certificate (chain) to serve HTTPS with, and to present to peers")
+    add("--tls-key", help="the PEM private key of --tls-cert")
+    add("--tls-ca", help="PEM CA bundle that peers' certificates must chain to (default: the system's CAs)")
+    add("--peer-mtls", action="store_true", default=None,
+        help="serve peer endpoints only to connections presenting a certificate signed by --tls-ca")
     add("--config", help="a TOML file with any of these settings (keys as flag names)")
     add("--log-level", default="INFO", help="logging level (INFO)")
 

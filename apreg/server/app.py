@@ -16,6 +16,7 @@ from .node import Node
 from .peer_api import PeerApi
 from .settings import NodeSettings
 from .status_api import StatusApi
+from .tls import server_context
 from .watch_api import WatchApi
 
 log = logging.getLogger("apreg.node")
@@ -46,7 +47,8 @@ async def start_node(settings: NodeSettings) -> web.AppRunner:
     """Start one node listening; logs one line with its URL."""
     runner = web.AppRunner(build_app(Node(settings)), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True,
+                      ssl_context=server_context(settings)).start()
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,
              ", ".join(settings.peers) or "none")
     return runner

@@ -28,6 +28,7 @@ from .documents import DocumentCache
 from .eureka_peers import EurekaReplicator, is_replication
 from .feed import ChangeFeed
 from .settings import NodeSettings
+from .tls import client_context
 
 log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
@@ -91,7 +92,8 @@ class Node:
 
     async def start(self) -> None:
         s = self.settings
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
+                                                                             ssl=client_context(s)))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
                                         aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
         self._streams = {url: PeerStream(link, self._transport) for url, link in self.links.items()}

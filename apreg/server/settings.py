@@ -39,10 +39,14 @@ class NodeSettings:
     max_clock_skew: float = 60.0
     peer_timeout: float = 5.0
     read_cache_max_age: float = 0.25  # a changing registry's full document may be served this old (0: never)
+    tls_cert: str = ""  # PEM certificate chain: serve HTTPS (and present it to peers)
+    tls_key: str = ""  # its PEM private key
+    tls_ca: str = ""  # PEM CA bundle that peers' certificates must chain to (default: the system's CAs)
+    peer_mtls: bool = False  # peer endpoints only for connections with a certificate the CA signed
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://{self.host}:{self.port}"
 
     @property
     def name(self) -> str:
@@ -65,6 +69,10 @@ class NodeSettings:
             raise ValueError("push-window, fanout and read-cache-max-age must not be negative")
         if not 0 < self.renewal_threshold <= 1:
             raise ValueError("renewal-threshold must be in (0, 1]")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls-cert and tls-key go together")
+        if self.peer_mtls and not (self.tls_cert and self.tls_ca):
+            raise ValueError("peer-mtls needs tls-cert, tls-key and tls-ca")
         self.core_config()
         return self
 
