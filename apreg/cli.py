@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 from typing import Sequence
@@ -10,6 +11,7 @@ from typing import Sequence
 from apreg.client.cli import add_commands
 from apreg.server import settings as node_settings
 from apreg.server.app import run_nodes
+from apreg.server.users import add_user
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--tls-ca", help="PEM CA bundle that peers' certificates must chain to (default: the system's CAs)")
     add("--peer-mtls", action="store_true", default=None,
         help="serve peer endpoints only to connections presenting a certificate signed by --tls-ca")
+    add("--users", help="TOML file of client users and roles (apreg users add); none: clients need no password")
     add("--config", help="a TOML file with any of these settings (keys as flag names)")
     add("--log-level", default="INFO", help="logging level (INFO)")
 
@@ -57,6 +60,16 @@ def _settings(args: argparse.Namespace) -> node_settings.NodeSettings:
 def _run_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     asyncio.run(run_nodes([settings]))
+    return 0
+
+
+def _run_users_add(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+    add_user(args.file, args.name, args.role, password)
+    print(f"apreg: {args.name} ({args.role}) written to {args.file}")
     return 0
 
 
@@ -78,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = sub.add_parser("serve", help="run one registry node")
     _serve_flags(serve_parser)
     serve_parser.set_defaults(func=_run_serve)
+    users = sub.add_parser("users", help="manage the --users file")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add_user = users_sub.add_parser("add", help="add or replace a user (asks for the password)")
+    add_user.add_argument("name")
+    add_user.add_argument("--role", required=True, choices=["read", "write", "admin"])
+    add_user.add_argument("--file", default="users.toml", help="the users file (users.toml)")
+    add_user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add_user.set_defaults(func=_run_users_add)
     cluster = sub.add_parser("cluster", help="run N local peers wired together")
     cluster.add_argument("--nodes", type=int, default=3)
     cluster.add_argument("--base-port", type=int, default=8761)

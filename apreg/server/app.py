@@ -8,6 +8,7 @@ from typing import AsyncIterator, Sequence
 
 from aiohttp import web
 
+from .client_auth import client_auth
 from .collector import tune_garbage_collector
 from .errors import json_errors
 from .eureka_api import EurekaApi
@@ -17,6 +18,7 @@ from .peer_api import PeerApi
 from .settings import NodeSettings
 from .status_api import StatusApi
 from .tls import server_context
+from .users import Users
 from .watch_api import WatchApi
 
 log = logging.getLogger("apreg.node")
@@ -29,8 +31,13 @@ def build_app(node: Node) -> web.Application:
     def count_reject() -> None:
         node.rejected.client += 1
 
-    app = web.Application(middlewares=[json_errors(count_reject), peer_api.authenticate],
-                          client_max_size=node.settings.max_peer_body_bytes)
+    middlewares = [json_errors(count_reject), peer_api.authenticate]
+    if node.settings.users:
+        middlewares.insert(1, client_auth(node, Users.load(node.settings.users)))
+    else:
+        log.warning("node %s: no --users file, so every client may read and write the registry",
+                    node.settings.name)
+    app = web.Application(middlewares=middlewares, client_max_size=node.settings.max_peer_body_bytes)
     for api in (EurekaApi(node), EurekaPeerApi(node), peer_api, StatusApi(node), WatchApi(node)):
         api.add_routes(app)
 

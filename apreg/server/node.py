@@ -41,6 +41,7 @@ class RejectCounts:
     client: int = 0  # bad client requests (4xx)
     peer: int = 0  # malformed peer messages
     auth: int = 0  # peer messages refused for a missing or wrong signature
+    client_auth: int = 0  # client requests refused for a missing or wrong password, or a role short of it
 
 
 @dataclass(slots=True)

@@ -43,6 +43,7 @@ class NodeSettings:
     tls_key: str = ""  # its PEM private key
     tls_ca: str = ""  # PEM CA bundle that peers' certificates must chain to (default: the system's CAs)
     peer_mtls: bool = False  # peer endpoints only for connections with a certificate the CA signed
+    users: str = ""  # TOML file of client users (users.py); empty: clients need no password
 
     @property
     def url(self) -> str:

@@ -47,6 +47,7 @@ def status_document(node: Node) -> dict[str, Any]:
         "renewals": {"local": counters.renewals_local, "replicated": counters.renewals_replicated},
         "clock_skew_rejections": replica.clock.skew_rejections,
         "rejected": {"client": node.rejected.client, "peer": node.rejected.peer, "auth": node.rejected.auth,
+                     "client_auth": node.rejected.client_auth,
                      "replicated_items": counters.rejected_items},
         "received": {"frames": node.received.frames, "posts": node.received.posts},
         "purged": counters.purged,
