@@ -47,6 +47,9 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--tls-ca", help="PEM CA bundle that peers' certificates must chain to (default: the system's CAs)")
     add("--peer-mtls", action="store_true", default=None,
         help="serve peer endpoints only to connections presenting a certificate signed by --tls-ca")
+    add("--advertise-url", help="the URL peers and operators call this node (default http(s)://HOST:PORT)")
+    add("--peers-dns", help="NAME[:PORT] whose A/AAAA records list the peers, e.g. a Kubernetes headless Service")
+    add("--peers-dns-interval", type=float, help="seconds between re-resolving --peers-dns (30)")
     add("--users", help="TOML file of client users and roles (apreg users add); none: clients need no password")
     add("--config", help="a TOML file with any of these settings (keys as flag names)")
     add("--log-level", default="INFO", help="logging level (INFO)")
@@ -59,7 +62,7 @@ def _settings(args: argparse.Namespace) -> node_settings.NodeSettings:
 
 def _run_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    asyncio.run(run_nodes([settings]))
+    asyncio.run(run_nodes([settings], reload=lambda: _settings(args)))
     return 0
 
 

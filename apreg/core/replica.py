@@ -123,6 +123,18 @@ class Replica:
         self.peers = {name: PeerState() for name in self.peer_names}
         self.synced = not self.peer_names
 
+    def set_peers(self, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+        """Peers added or removed at runtime (DNS, a reloaded config); returns (added, removed). A new peer
+        starts with nothing pushed to it: its first push finds it too far behind and leaves it to a pull."""
+        added = [name for name in names if name not in self.peers]
+        removed = [name for name in self.peers if name not in names]
+        for name in removed:
+            del self.peers[name]
+        for name in added:
+            self.peers[name] = PeerState()
+        self.peer_names = tuple(self.peers)
+        return added, removed
+
     # ----- reads -------------------------------------------------------------------------------------------
 
     @property

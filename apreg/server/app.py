@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
@@ -50,30 +51,45 @@ def build_app(node: Node) -> web.Application:
     return app
 
 
-async def start_node(settings: NodeSettings) -> web.AppRunner:
+async def start_node(settings: NodeSettings) -> tuple[web.AppRunner, Node]:
     """Start one node listening; logs one line with its URL."""
-    runner = web.AppRunner(build_app(Node(settings)), access_log=None, handle_signals=False)
+    node = Node(settings)
+    runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port, reuse_address=True,
                       ssl_context=server_context(settings)).start()
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,
              ", ".join(settings.peers) or "none")
-    return runner
+    return runner, node
 
 
-async def run_nodes(all_settings: Sequence[NodeSettings]) -> None:
-    """Run nodes until SIGTERM or SIGINT, then stop them cleanly."""
+async def run_nodes(all_settings: Sequence[NodeSettings],
+                    reload: Callable[[], NodeSettings] | None = None) -> None:
+    """Run nodes until SIGTERM or SIGINT, then stop them cleanly. With `reload` (one node), SIGHUP reads the
+    settings again and the node's peers follow them, without a restart."""
     tune_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runners = []
+    started: list[tuple[web.AppRunner, Node]] = []
     try:
         for settings in all_settings:
-            runners.append(await start_node(settings))
+            started.append(await start_node(settings))
+        if reload is not None and len(started) == 1:
+            loop.add_signal_handler(signal.SIGHUP, _reload_peers, started[0][1], reload)
         await stop.wait()
     finally:
-        log.info("apreg stopping %d node(s)", len(runners))
-        for runner in runners:
+        log.info("apreg stopping %d node(s)", len(started))
+        for runner, _ in started:
             await runner.cleanup()
+
+
+def _reload_peers(node: Node, reload: Callable[[], NodeSettings]) -> None:
+    try:
+        fresh = reload()
+    except (ValueError, TypeError, OSError) as exc:
+        log.error("node %s: SIGHUP: settings not reloaded, peers unchanged: %s", node.settings.name, exc)
+        return
+    node.settings = replace(node.settings, peers=fresh.peers)
+    node.set_peers(fresh.peers)

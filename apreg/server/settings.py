@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 from apreg.core.config import CoreConfig
 
+from .discovery import parse_target
+
 SECRET_ENV = "APREG_SECRET"
 
 
@@ -44,10 +46,17 @@ class NodeSettings:
     tls_ca: str = ""  # PEM CA bundle that peers' certificates must chain to (default: the system's CAs)
     peer_mtls: bool = False  # peer endpoints only for connections with a certificate the CA signed
     users: str = ""  # TOML file of client users (users.py); empty: clients need no password
+    advertise_url: str = ""  # what peers and operators call this node (default: from host and port)
+    peers_dns: str = ""  # NAME[:PORT] whose A/AAAA records are the peers (a headless Service)
+    peers_dns_interval: float = 30.0
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls_cert else 'http'}://{self.host}:{self.port}"
+        return self.advertise_url.rstrip("/") or f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def name(self) -> str:
@@ -62,7 +71,7 @@ class NodeSettings:
 
     def validate(self) -> "NodeSettings":
         positive = ("renewal_interval", "lease_duration", "eviction_interval", "renewal_window",
-                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout")
+                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
@@ -70,6 +79,8 @@ class NodeSettings:
             raise ValueError("push-window, fanout and read-cache-max-age must not be negative")
         if not 0 < self.renewal_threshold <= 1:
             raise ValueError("renewal-threshold must be in (0, 1]")
+        if self.peers_dns:
+            parse_target(self.peers_dns, self.port)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls-cert and tls-key go together")
         if self.peer_mtls and not (self.tls_cert and self.tls_ca):
