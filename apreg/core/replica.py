@@ -112,6 +112,8 @@ class Replica:
     _next_peer: int = 0
     _flushed_head: int = 0
     _preservation_due: int = 0
+    _last_pass_ms: int = 0  # when the shell last asked for a pass
+    _resumed_ms: int | None = None  # when a pass found the node had been stopped (see _evictions_held)
 
     def __post_init__(self) -> None:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
@@ -514,6 +516,7 @@ class Replica:
         and, if an eviction was requested meanwhile and is allowed, evict the oldest expired leases (at most the
         capped share), `budget // EVICTIONS_PER_ENTRY` per call. None while unfinished, so the caller can publish
         each call's changes before the next (see sweep.py)."""
+        self._note_gap(now_ms)
         sweep = self._sweep
         if sweep is None:
             if not self.leases.advance(now_ms, budget):
@@ -537,11 +540,33 @@ class Replica:
         sweep.preservation_changed = self.preservation.update(now_ms, *self.leases.sums())
         if self._eviction_requested:
             self._eviction_requested = False
-            if self.preservation.allows_eviction:
+            if self.preservation.allows_eviction and not self._evictions_held(now_ms):
                 cap = eviction_cap(self.index.count, self.config.max_eviction_fraction)
                 # Cost grows with what has expired, not with the registry: the ledger keeps them apart.
                 sweep.victims = sorted((term.anchor_ms, key) for key, term in self.leases.expired.items())[:cap]
                 sweep.victims.reverse()  # oldest last: taken from the end
+
+    def _note_gap(self, now_ms: int) -> None:
+        """Passes come every window/EVALUATIONS_PER_WINDOW; three missed means the process was stopped (SIGSTOP,
+        a frozen VM, a long stall), and the renewals it missed are still on their way to it."""
+        gap = 3 * max(1, self.config.renewal_window_ms // EVALUATIONS_PER_WINDOW)
+        if self._last_pass_ms and now_ms - self._last_pass_ms > gap:
+            self._resumed_ms = now_ms
+        self._last_pass_ms = max(self._last_pass_ms, now_ms)
+
+    def _evictions_held(self, now_ms: int) -> bool:
+        """After a stop, evict nothing until every peer we know has sent us a delta since (or one lease duration
+        has passed, so a dead peer cannot hold eviction forever): every lease looks expired to a node that slept
+        through its renewals, and with nothing expected self-preservation cannot catch that (I4)."""
+        resumed = self._resumed_ms
+        if resumed is None:
+            return False
+        heard = all(self._heard_ms.get(state.replica, -1) >= resumed for state in self.peers.values()
+                    if state.replica)
+        if heard or now_ms - resumed >= self.config.lease_duration_ms:
+            self._resumed_ms = None
+            return False
+        return True
 
     def _evict_some(self, sweep: Sweep, now_ms: int, count: int) -> None:
         """Evict up to `count` of the chosen leases, oldest first, each if still expired and visible now."""
