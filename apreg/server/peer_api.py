@@ -48,6 +48,9 @@ class PeerApi:
             return error_response(403, "forbidden", "peer endpoints need a client certificate signed by the CA")
         if self.secret is None or not is_peer_path(request.path):
             return await handler(request)
+        if auth.SIGNATURE_HEADER not in request.headers or auth.TIMESTAMP_HEADER not in request.headers:
+            self.node.rejected.auth += 1  # refused before reading a byte of the body
+            return error_response(401, "unauthorized", "peer requests must be signed (--secret)")
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         try:
             auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms())
