@@ -19,7 +19,7 @@ from apreg.peer.stream import STREAM_PATH
 from apreg.peer.transport import MESSAGES_PATH, PeerLink, PeerTransport
 from apreg.server.errors import Handler
 
-from .harness import LocalCluster, eventually, free_port, instance_body
+from .harness import LocalCluster, eventually, instance_body
 
 SECRET = "stream-secret"
 
@@ -145,8 +145,8 @@ async def test_a_peer_without_the_stream_gets_pushes_by_post() -> None:
     old.router.add_post(MESSAGES_PATH, message)
     runner = web.AppRunner(old, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     try:
         async with LocalCluster(1, peers=(f"http://127.0.0.1:{port}",)) as c:
             for k in range(3):

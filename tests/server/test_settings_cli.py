@@ -4,17 +4,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
 from apreg.server import settings
-
-from .harness import free_port
 
 APREG = [sys.executable, "-m", "apreg"]
 
@@ -49,26 +49,65 @@ def _get(url: str) -> dict:
         return json.loads(response.read())
 
 
-def _wait_for(url: str, timeout: float = 15.0) -> dict:
+class PortTaken(Exception):
+    """The child exited before it answered: a port chosen for it was taken before it could bind it."""
+
+
+def _wait_for(url: str, proc: subprocess.Popen[Any], timeout: float = 15.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         try:
             return _get(url)
         except OSError:
+            if proc.poll() is not None:
+                raise PortTaken(url) from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
 
+def _free_run(count: int) -> int:
+    """The first of `count` consecutive loopback ports free right now."""
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            base = first.getsockname()[1]
+            others = [socket.socket() for _ in range(count - 1)]
+            try:
+                for offset, sock in enumerate(others, 1):
+                    sock.bind(("127.0.0.1", base + offset))
+                return base
+            except OSError:
+                continue
+            finally:
+                for sock in others:
+                    sock.close()
+
+
+def _spawn(command: Callable[[int], list[str]], ports: int, **popen: Any) -> tuple[subprocess.Popen[Any], int]:
+    """Start a server child on `ports` consecutive free ports; returns it and its first port once the last answers.
+
+    A child binds its ports itself, so another process can take one between our choosing it and the child
+    binding it: a child that exits before answering is started again on other ports instead of failing the test."""
+    for _ in range(5):
+        base = _free_run(ports)
+        proc = subprocess.Popen(command(base), **popen)
+        try:
+            _wait_for(f"http://127.0.0.1:{base + ports - 1}/v1/status", proc)
+            return proc, base
+        except PortTaken:
+            continue
+    raise AssertionError("every port tried was taken before the child could bind it")
+
+
 @pytest.mark.slow
 def test_serve_logs_its_url_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([*APREG, "serve", "--port", str(port), "--node-id", "solo"], stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc, port = _spawn(lambda p: [*APREG, "serve", "--port", str(p), "--node-id", "solo"], 1, stdout=out,
+                            stderr=subprocess.STDOUT)
     try:
-        assert _wait_for(f"http://127.0.0.1:{port}/v1/status")["node_id"] == "solo"
+        assert _get(f"http://127.0.0.1:{port}/v1/status")["node_id"] == "solo"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -79,15 +118,12 @@ def test_serve_logs_its_url_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_cluster_starts_wired_peers_and_stops_on_sigint() -> None:
-    base = free_port()
-    while any(_busy(base + i) for i in range(2)):
-        base = free_port()
-    proc = subprocess.Popen([*APREG, "cluster", "--nodes", "2", "--base-port", str(base)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc, base = _spawn(lambda p: [*APREG, "cluster", "--nodes", "2", "--base-port", str(p)], 2,
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().split()[2:] == [f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"]
-        status = _wait_for(f"http://127.0.0.1:{base + 1}/v1/status")
+        status = _get(f"http://127.0.0.1:{base + 1}/v1/status")
         assert [p["url"] for p in status["peers"]] == [f"http://127.0.0.1:{base}"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
@@ -100,9 +136,3 @@ def test_bad_flag_value_exits_with_a_message() -> None:
     result = subprocess.run([*APREG, "serve", "--renewal-threshold", "7"], capture_output=True, text=True,
                             timeout=30, env={**os.environ})
     assert result.returncode == 2 and "renewal-threshold" in result.stderr
-
-
-def _busy(port: int) -> bool:
-    import socket
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
