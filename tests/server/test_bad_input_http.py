@@ -7,6 +7,7 @@ import time
 import msgpack
 import pytest
 
+from apreg.core.instance import InstanceInfo
 from apreg.core.messages import Digest
 from apreg.peer import auth, wire
 
@@ -25,6 +26,8 @@ BAD_REGISTERS = [
     (json.dumps({"instance": {**GOOD, "metadata": {"k": {"nested": 1}}}}).encode(), "application/json",
      "invalid_metadata"),
     (b"\xff\xfe\x00garbage", "application/json", None),
+    (json.dumps({"instance": {**GOOD, "leaseInfo": {"renewalIntervalInSecs": 0.0001}}}).encode(),
+     "application/json", "invalid_field"),  # a 0 ms interval would stop every eviction pass
 ]
 
 
@@ -93,8 +96,14 @@ async def test_replayed_or_forged_peer_messages_get_401(cluster: LocalCluster) -
         assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == 401
 
 
+TINY_LEASE = {**InstanceInfo("BAD", "b9", "h", "10.0.0.1").to_dict(), "renewal_interval_s": 0.0001}
+
+
 @pytest.mark.parametrize("body", [b"\x81\xa4type\xa8register", msgpack.packb({"v": 1, "t": 99, "b": []}),
                                   msgpack.packb({"v": 1, "t": 1, "b": ["x", 0, 0, [["A", "i", {"app": 5}]], []]}),
+                                  msgpack.packb({"v": 1, "t": 1, "b": ["x~1", 0, 1, [
+                                      ["BAD", "b9", TINY_LEASE, {"x~1": 1}, [1, 0, "x~1"], [0, 0, ""]]],
+                                      [], [], [], []]}),
                                   b"\x00" * 100])
 async def test_signed_garbage_or_unknown_message_types_get_400(cluster: LocalCluster, body: bytes) -> None:
     headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)

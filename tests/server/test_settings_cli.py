@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from apreg.core.config import CoreConfig
+from apreg.core.instance import InstanceInfo
+from apreg.core.lease import MIN_LEASE_S
+from apreg.core.replica import Replica
 from apreg.server import settings
 
 APREG = [sys.executable, "-m", "apreg"]
@@ -30,11 +36,22 @@ def test_flags_override_environment_which_overrides_the_file(tmp_path: Path) -> 
 @pytest.mark.parametrize(("flags", "message"), [
     ({"renewal_threshold": 1.5}, "renewal-threshold"),
     ({"lease_duration": 0}, "lease-duration"),
+    ({"renewal_interval": 0.0001}, "renewal-interval"),  # 0 ms once in the core's unit
     ({"fanout": -1}, "fanout"),
 ])
 def test_impossible_settings_are_refused_with_the_flag_named(flags: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         settings.load(flags)
+
+
+@given(seconds=st.floats(MIN_LEASE_S, 100.0))
+def test_a_flag_and_an_instances_lease_info_become_the_same_milliseconds(seconds: float) -> None:
+    """One conversion of seconds: `--renewal-interval S` and an instance's `renewalIntervalInSecs: S` agree."""
+    config = settings.NodeSettings(renewal_interval=seconds, lease_duration=seconds).core_config()
+    replica = Replica("n", "1", CoreConfig(renewal_interval_ms=7, lease_duration_ms=7))
+    info = InstanceInfo("SVC", "i", "h", "10.0.0.1", renewal_interval_s=seconds, lease_duration_s=seconds)
+    assert replica.renewal_interval_ms(info) == config.renewal_interval_ms >= 1
+    assert replica.lease_duration_ms(info) == config.lease_duration_ms
 
 
 def test_unknown_keys_in_the_config_file_are_refused(tmp_path: Path) -> None:
