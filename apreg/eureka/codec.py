@@ -19,6 +19,7 @@ from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, valid_lease_s
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
 MAX_METADATA_ENTRIES = 256
+MAX_METADATA_PARAMS = 64  # entries in one `PUT .../metadata?k=v` update
 MAX_TIMESTAMP_MS = 2**63 - 1  # Java long
 
 # Optional string fields in the order Eureka writes them (before isCoordinatingDiscoveryServer).
@@ -101,6 +102,14 @@ def parse_status(value: str | None, *, required: bool, name: str = "value") -> S
             pass
     allowed = ", ".join(s.value for s in Status)
     raise CodecError("invalid_status", f"{name} must be one of {allowed}, got {_show(value)}")
+
+
+def parse_metadata_update(params: Mapping[str, str]) -> dict[str, str]:
+    """The query of `PUT .../metadata?k=v`, checked as registered metadata is (no empty keys, no control
+    characters, bounded sizes)."""
+    if len(params) > MAX_METADATA_PARAMS:
+        raise CodecError("invalid_metadata", f"at most {MAX_METADATA_PARAMS} metadata entries per update")
+    return _string_map(dict(params), "metadata")
 
 
 def parse_timestamp(value: str | int | float | None, name: str) -> int | None:

@@ -1,13 +1,15 @@
 """Bad input (I8): each is refused with a clear 4xx, counted, changes nothing, and the node keeps serving."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 
 import msgpack
 import pytest
 
-from apreg.core.instance import InstanceInfo
+from apreg.core.entry import Entry
+from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.messages import Digest
 from apreg.peer import auth, wire
 
@@ -31,15 +33,28 @@ BAD_REGISTERS = [
 ]
 
 
+State = tuple[int, dict[InstanceKey, Entry]]
+_before: dict[int, State] = {}  # each cluster's state once set up, by id
+
+
+def _state(c: LocalCluster) -> State:
+    """All the node holds: its log head and a copy of every entry (record, vector, stamp, lease, eviction)."""
+    replica = c.nodes[0].replica
+    return replica.log.head, {key: copy.copy(entry) for key, entry in replica.entries.items()}
+
+
 @pytest.fixture
 async def cluster():  # type: ignore[no-untyped-def]
     async with LocalCluster(1, secret=SECRET) as c:
         await c.request(0, "POST", "/eureka/apps/keep", json_body=instance_body("keep", "k1"))
+        _before[id(c)] = _state(c)
         yield c
+        del _before[id(c)]
 
 
 async def _unchanged(c: LocalCluster) -> None:
     assert await c.ids(0) == {"k1"}
+    assert _state(c) == _before[id(c)]
 
 
 @pytest.mark.parametrize(("body", "ctype", "error"), BAD_REGISTERS)
@@ -69,6 +84,10 @@ async def test_oversized_body_gets_413(cluster: LocalCluster) -> None:
 
 @pytest.mark.parametrize(("method", "path", "want"), [
     ("PUT", "/eureka/apps/KEEP/k1/status?value=NOT_A_STATUS", 400),
+    ("PUT", "/eureka/apps/KEEP/k1/status", 400),  # no value: not an override to UNKNOWN
+    ("PUT", "/eureka/apps/KEEP/k1/metadata?" + "&".join(f"k{n}=v" for n in range(65)), 400),
+    ("PUT", "/eureka/apps/KEEP/k1/metadata?=x&ctl=%01y", 400),  # an empty key, a control character
+    ("PUT", "/eureka/apps/KEEP/k1/metadata?ok=1&" + "k" * 300 + "=v", 400),
     ("PUT", "/eureka/apps/KEEP/k1?lastDirtyTimestamp=banana", 400),
     ("PUT", "/eureka/apps/KEEP/nobody/status?value=UP", 404),
     ("GET", "/eureka/apps/NOPE", 404),
