@@ -110,9 +110,26 @@ async def test_unsigned_peer_requests_get_401_before_routing(cluster: LocalClust
 async def test_replayed_or_forged_peer_messages_get_401(cluster: LocalCluster) -> None:
     body = wire.encode(Digest("x~1", 0, "", 0))
     old = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000 - 120_000)
+    ahead = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000 + 120_000)
     forged = auth.sign(b"wrong", "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
-    for headers in (old, forged):
+    for headers in (old, ahead, forged):
         assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == 401
+    assert cluster.nodes[0].rejected.auth == 3
+
+
+@pytest.mark.parametrize(("max_clock_skew", "offset_s", "want"), [
+    (60.0, -45, 200), (60.0, 45, 200), (60.0, -75, 401), (60.0, 75, 401),
+    (10.0, -5, 200), (10.0, 5, 200), (10.0, -20, 401), (10.0, 20, 401),
+])
+async def test_signatures_are_accepted_as_far_off_as_the_clock_skew_guard_allows(
+        max_clock_skew: float, offset_s: int, want: int) -> None:
+    """One setting bounds both: a peer whose clock the HLC accepts is not refused a signature, and the other way
+    round (a fixed 30 s window refused peers 31-60 s off with 401 once a secret was set)."""
+    body = wire.encode(Digest("x~1", 0, "", 0))
+    async with LocalCluster(1, secret=SECRET, max_clock_skew=max_clock_skew) as c:
+        headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body,
+                            time.time_ns() // 1_000_000 + offset_s * 1000)
+        assert (await c.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == want
 
 
 TINY_LEASE = {**InstanceInfo("BAD", "b9", "h", "10.0.0.1").to_dict(), "renewal_interval_s": 0.0001}
