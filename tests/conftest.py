@@ -29,3 +29,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """The per-test timeout (pyproject.toml) sized for the profile, unless given with --timeout."""
     if PROFILE == "deep" and config.getoption("timeout") is None:
         config.option.timeout = DEEP_TIMEOUT_S
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hypothesis tests time out by ending the run, with every thread's stack (method "thread"). The default
+    method, an alarm that fails the test, would be caught by Hypothesis as one more failing example, which it then
+    replays and shrinks with no alarm left: forever, if the code under test hangs."""
+    for item in items:
+        given = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+        stateful = getattr(getattr(item, "cls", None), "__module__", "") == "hypothesis.stateful"
+        if given or stateful:
+            item.add_marker(pytest.mark.timeout(method="thread"))
