@@ -2,9 +2,8 @@
 answered (the client's other tests reach failover only through its watch and renewal loops)."""
 from __future__ import annotations
 
-import socket
 import time
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -13,16 +12,14 @@ from aiohttp.test_utils import TestServer
 from apreg.client import RegistryUnavailable
 from apreg.client._http import ACCEPT_JSON, NodePool
 
+from .conftest import refused_port
 from .fake_registry import FakeRegistry, instance
 from .helpers import FAST
 
 
 @pytest.fixture
-def refused() -> Iterator[str]:
-    """A node that refuses connections: a port held bound but never listening, so nothing else can take it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+def refused() -> str:
+    return f"http://127.0.0.1:{refused_port()}"
 
 
 @pytest.fixture
