@@ -2,7 +2,9 @@
 
 Headers: `X-Apreg-Timestamp` (sender's Unix time in ms) and `X-Apreg-Signature` (hex HMAC-SHA256 of
 "<timestamp>.<method> <path>." + body). The window bounds replays; a replayed *delta* would be harmless
-anyway (merges are idempotent), but a bounded window keeps old captures from being useful at all.
+anyway (merges are idempotent), but a bounded window keeps old captures from being useful at all. It is the
+node's clock-skew guard (`--max-clock-skew`), on both sides of its clock: a peer whose timestamps the HLC accepts
+must not be refused a signature, and one further off is refused either way.
 
 Frames on a push stream (a WebSocket) are signed one by one, since after the signed handshake anyone on the path
 could otherwise inject frames: an 8-byte big-endian timestamp (ms), the 32-byte raw HMAC over the same string with
@@ -18,7 +20,6 @@ from typing import Mapping
 
 TIMESTAMP_HEADER = "X-Apreg-Timestamp"
 SIGNATURE_HEADER = "X-Apreg-Signature"
-DEFAULT_WINDOW_MS = 30_000
 FRAME_METHOD = "WS"
 _FRAME_HEAD = struct.Struct(">Q32s")  # timestamp ms, raw HMAC-SHA256
 
@@ -29,7 +30,7 @@ def wall_ms() -> int:
 
 
 class AuthError(ValueError):
-    """The request is not signed, the signature is wrong, or its timestamp is outside the window."""
+    """The request is not signed, the signature is wrong, or its timestamp is outside the window (either way)."""
 
 
 def _mac(secret: bytes, timestamp: str, method: str, path: str, body: bytes) -> bytes:
@@ -49,7 +50,7 @@ def sign(secret: bytes, method: str, path: str, body: bytes, now_ms: int) -> dic
 
 
 def verify(secret: bytes, method: str, path: str, body: bytes, headers: Mapping[str, str],
-           now_ms: int, window_ms: int = DEFAULT_WINDOW_MS) -> None:
+           now_ms: int, window_ms: int) -> None:
     timestamp, signature = headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
         raise AuthError("peer request is not signed")
@@ -65,7 +66,7 @@ def sign_frame(secret: bytes, path: str, body: bytes, now_ms: int) -> bytes:
     return _FRAME_HEAD.pack(now_ms, _mac(secret, str(now_ms), FRAME_METHOD, path, body)) + body
 
 
-def verify_frame(secret: bytes, path: str, frame: bytes, now_ms: int, window_ms: int = DEFAULT_WINDOW_MS) -> bytes:
+def verify_frame(secret: bytes, path: str, frame: bytes, now_ms: int, window_ms: int) -> bytes:
     """The body of a signed frame; raises AuthError when it is unsigned, stale or forged."""
     if len(frame) < _FRAME_HEAD.size:
         raise AuthError("stream frame is too short to be signed")

@@ -76,7 +76,7 @@ class Node:
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
                                fanout=settings.fanout)
         self.feed = ChangeFeed()
-        self.documents = DocumentCache(self.replica, self.feed, refresh_ms=round(settings.renewal_interval * 1000),
+        self.documents = DocumentCache(self.replica, self.feed, refresh_ms=self.replica.config.renewal_interval_ms,
                                        max_age_ms=round(settings.read_cache_max_age * 1000))
         self.links = {url: PeerLink(url) for url in settings.peers}
         self.rejected = RejectCounts()

@@ -32,6 +32,7 @@ class PeerApi:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.secret = node.settings.secret.encode() if node.settings.secret else None
+        self.window_ms = node.replica.config.max_clock_skew_ms  # signatures: as far off as the HLC accepts
         self.streams: set[web.WebSocketResponse] = set()
 
     def add_routes(self, app: web.Application) -> None:
@@ -53,7 +54,8 @@ class PeerApi:
             return error_response(401, "unauthorized", "peer requests must be signed (--secret)")
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         try:
-            auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms())
+            auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms(),
+                        self.window_ms)
         except auth.AuthError as exc:
             self.node.rejected.auth += 1
             log.warning("refused peer request from %s to %s: %s", request.remote, request.path, exc)
@@ -99,7 +101,7 @@ class PeerApi:
         body = frame.data
         if self.secret is not None:
             try:
-                body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms())
+                body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms(), self.window_ms)
             except auth.AuthError as exc:
                 self.node.rejected.auth += 1
                 log.warning("closing push stream from %s: %s", remote, exc)

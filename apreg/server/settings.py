@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from apreg.core.config import CoreConfig
+from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, lease_ms, valid_lease_s
 
 from .discovery import parse_target
 
@@ -64,7 +65,7 @@ class NodeSettings:
 
     def core_config(self) -> CoreConfig:
         return CoreConfig(
-            renewal_interval_ms=_ms(self.renewal_interval), lease_duration_ms=_ms(self.lease_duration),
+            renewal_interval_ms=lease_ms(self.renewal_interval), lease_duration_ms=lease_ms(self.lease_duration),
             renewal_window_ms=_ms(self.renewal_window), renewal_threshold=self.renewal_threshold,
             self_preservation=self.self_preservation, tombstone_ttl_ms=_ms(self.tombstone_ttl),
             max_clock_skew_ms=_ms(self.max_clock_skew))
@@ -79,6 +80,9 @@ class NodeSettings:
             raise ValueError("push-window, fanout and read-cache-max-age must not be negative")
         if not 0 < self.renewal_threshold <= 1:
             raise ValueError("renewal-threshold must be in (0, 1]")
+        for name in ("renewal_interval", "lease_duration"):  # the defaults of instances' own leaseInfo values
+            if not valid_lease_s(getattr(self, name)):
+                raise ValueError(f"{name.replace('_', '-')} must be between {MIN_LEASE_S} and {MAX_LEASE_S:.0f} s")
         if self.peers_dns:
             parse_target(self.peers_dns, self.port)
         if bool(self.tls_cert) != bool(self.tls_key):
