@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import struct
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Mapping
 
 TIMESTAMP_HEADER = "X-Apreg-Timestamp"
@@ -54,7 +56,7 @@ def verify(secret: bytes, method: str, path: str, body: bytes, headers: Mapping[
     timestamp, signature = headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
         raise AuthError("peer request is not signed")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 19):
         raise AuthError("peer request timestamp is not a number")
     _check_time(int(timestamp), now_ms, window_ms)
     if not hmac.compare_digest(_mac(secret, timestamp, method, path, body).hex(), signature):
@@ -76,3 +78,25 @@ def verify_frame(secret: bytes, path: str, frame: bytes, now_ms: int, window_ms:
     if not hmac.compare_digest(_mac(secret, str(timestamp), FRAME_METHOD, path, body), signature):
         raise AuthError("stream frame signature does not match")
     return body
+
+
+@dataclass(slots=True)
+class ReplayGuard:
+    """Signatures seen within the window, so a captured signed request cannot be played again while its
+    timestamp is still accepted (a replayed digest would read the whole registry). Pushes are safe to replay
+    (merges are idempotent) but cost work; digests are not. Older than the window, a replay fails the time check."""
+
+    window_ms: int
+    limit: int = 200_000  # signatures kept; past it the oldest go (their timestamps are nearly out anyway)
+    _seen: set[str] = field(default_factory=set)
+    _order: deque[tuple[int, str]] = field(default_factory=deque)
+
+    def first_use(self, signature: str, timestamp_ms: int, now_ms: int) -> bool:
+        """True the first time a signature is seen; False for a replay."""
+        while self._order and (self._order[0][0] < now_ms - 2 * self.window_ms or len(self._order) >= self.limit):
+            self._seen.discard(self._order.popleft()[1])
+        if signature in self._seen:
+            return False
+        self._seen.add(signature)
+        self._order.append((timestamp_ms, signature))
+        return True

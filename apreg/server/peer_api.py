@@ -33,6 +33,7 @@ class PeerApi:
         self.node = node
         self.secret = node.settings.secret.encode() if node.settings.secret else None
         self.window_ms = node.replica.config.max_clock_skew_ms  # signatures: as far off as the HLC accepts
+        self.replays = auth.ReplayGuard(self.window_ms)
         self.streams: set[web.WebSocketResponse] = set()
 
     def add_routes(self, app: web.Application) -> None:
@@ -53,9 +54,12 @@ class PeerApi:
             self.node.rejected.auth += 1  # refused before reading a byte of the body
             return error_response(401, "unauthorized", "peer requests must be signed (--secret)")
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
+        now = auth.wall_ms()
         try:
-            auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms(),
-                        self.window_ms)
+            auth.verify(self.secret, request.method, request.path, body, request.headers, now, self.window_ms)
+            if not self.replays.first_use(request.headers[auth.SIGNATURE_HEADER],
+                                          int(request.headers[auth.TIMESTAMP_HEADER]), now):
+                raise auth.AuthError("peer request replayed: this signature was already used")
         except auth.AuthError as exc:
             self.node.rejected.auth += 1
             log.warning("refused peer request from %s to %s: %s", request.remote, request.path, exc)

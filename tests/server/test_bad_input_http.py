@@ -124,6 +124,17 @@ async def test_replayed_or_forged_peer_messages_get_401(cluster: LocalCluster) -
     assert cluster.nodes[0].rejected.auth == 3
 
 
+async def test_a_captured_signed_digest_cannot_be_played_again(cluster: LocalCluster) -> None:
+    """Within the window a replayed digest would read the whole registry: the same signature works once."""
+    body = wire.encode(Digest("x~1", 0, "", 0))
+    headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
+    assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == 200
+    status, payload, _ = await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers)
+    assert status == 401 and "replayed" in json.loads(payload)["detail"]
+    bad_time = {**headers, auth.TIMESTAMP_HEADER: "\u00b2"}  # a digit to str.isdigit, no number to int()
+    assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=bad_time))[0] == 401
+
+
 @pytest.mark.parametrize(("max_clock_skew", "offset_s", "want"), [
     (60.0, -45, 200), (60.0, 45, 200), (60.0, -75, 401), (60.0, 75, 401),
     (10.0, -5, 200), (10.0, 5, 200), (10.0, -20, 401), (10.0, 20, 401),
