@@ -23,6 +23,8 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     add("--peers", help="comma-separated base URLs of peer nodes")
     add("--eureka-peers", help="comma-separated service URLs of Java Eureka servers to replicate with, as "
                                "Eureka peers (e.g. http://host:8761/eureka/)")
+    add("--eureka-app", help="register this node as an instance of this app (the Java peers' own "
+                             "spring.application.name), so their dashboards list it as an available replica")
     add("--renewal-interval", type=float, help="default renewal interval, s, for instances giving none (30)")
     add("--lease-duration", type=float, help="default lease duration, s, for instances giving none (90)")
     add("--eviction-interval", type=float, help="seconds between eviction passes (60)")

@@ -26,6 +26,7 @@ class NodeSettings:
     node_id: str = ""  # defaults to host:port
     peers: tuple[str, ...] = ()  # base URLs of peer nodes
     eureka_peers: tuple[str, ...] = ()  # service URLs of Java Eureka peers (http://host:8761/eureka/)
+    eureka_app: str = ""  # register this node as an instance of the Java peers' own app (their dashboards)
     renewal_interval: float = 30.0  # default for instances whose leaseInfo gives none
     lease_duration: float = 90.0  # default for instances whose leaseInfo gives none
     eviction_interval: float = 60.0
