@@ -16,6 +16,7 @@ FULL_FETCH = "Getting all instance registry info from the eureka server"  # getA
 DELTA = "Got delta update with apps hashcode "  # getAndUpdateDelta(), DEBUG
 DELTA_REFUSED = "The server does not allow the delta revision to be applied"  # getAndUpdateDelta(), WARN
 MISMATCH = "The Reconcile hashcodes do not match"  # reconcileAndLogDifference(), DEBUG, then a full fetch
+DELTA_ACTIONS = ("Added instance ", "Modified instance ", "Deleted instance ")  # updateDelta(), DEBUG, per action
 REFRESH_FAILED = "was unable to refresh its cache"  # fetchRegistry() / refreshRegistry(), INFO
 REFRESHED = re.compile(r"Completed cache refresh task for discovery\. All Apps hash code is "
                        r"Local region apps hashcode: ([A-Z_0-9]*),")  # refreshRegistry(), DEBUG

@@ -10,8 +10,9 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT_S = 20.0
@@ -43,7 +44,7 @@ class Proc:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM (a graceful shutdown), then SIGKILL if it has not exited within `timeout`."""
-        self._signal(signal.SIGTERM)
+        self.send(signal.SIGTERM)
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -52,13 +53,14 @@ class Proc:
 
     def kill(self) -> None:
         """SIGKILL the process group and reap it: a crash, with no chance to deregister."""
-        self._signal(signal.SIGKILL)
+        self.send(signal.SIGKILL)
         self.popen.wait(STOP_TIMEOUT_S)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def _signal(self, sig: int) -> None:
+    def send(self, sig: int) -> None:
+        """Signal the whole process group (a JVM or mvn may have children of its own)."""
         if self.alive():
             try:
                 os.killpg(self.popen.pid, sig)
@@ -82,13 +84,21 @@ class Procs:
         self.started.append(proc)
         return proc
 
-    def stop_all(self) -> None:
-        """Stop every process still running: all get SIGTERM at once, then SIGKILL whatever outlives the wait."""
-        running = [proc for proc in self.started if proc.alive()]
-        for proc in running:
-            proc._signal(signal.SIGTERM)
-        for proc in running:
-            try:
-                proc.popen.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    def stop_all(self, last: Iterable[Proc] = ()) -> None:
+        """Stop every process still running, the ones in `last` after the others (apps deregister while the
+        registry is up); each group gets SIGTERM at once, then SIGKILL for whatever outlives the wait."""
+        later = set(map(id, last))
+        _stop_together([proc for proc in self.started if id(proc) not in later])
+        _stop_together([proc for proc in self.started if id(proc) in later])
+
+
+def _stop_together(procs: list[Proc]) -> None:
+    running = [proc for proc in procs if proc.alive()]
+    for proc in running:
+        proc.send(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for proc in running:
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()

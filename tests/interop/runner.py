@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     chosen = [name for name in SCENARIOS if not args.scenarios or name in args.scenarios]
 
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where started with SIGINT ignored (`cmd &`)
     log_dir = Path(tempfile.mkdtemp(prefix="apreg-interop-"))
     print(f"interop: logs in {log_dir}", flush=True)
     results: list[bool] = []
@@ -58,6 +59,9 @@ def main(argv: list[str]) -> int:
             print(line, flush=True)
     except (Failed, RuntimeError) as exc:
         print(f"FAIL setup: {exc}", flush=True)
+        results.append(False)
+    except (KeyboardInterrupt, SystemExit):
+        print("FAIL interrupted", flush=True)
         results.append(False)
     finally:
         world.close()

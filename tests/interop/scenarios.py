@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 import client_log as cl
+from http_json import get_json
 from world import FETCH_INTERVAL_S, PROPAGATION_TIMEOUT_S, World
 from waits import check, until
 
@@ -179,13 +180,24 @@ def delta(w: World) -> str:
     check(deltas >= 3, f"only {deltas} delta fetches in the consumer's log")
     for needle in (cl.MISMATCH, cl.DELTA_REFUSED, cl.REFRESH_FAILED):
         check(cl.count(log, needle) == 0, f"consumer's log: {cl.count(log, needle)}x '{needle}'")
+    for action in cl.DELTA_ACTIONS:
+        check(cl.count(log, action) > 0, f"consumer's deltas never carried an instance logged as '{action.strip()}'")
     check(cl.count(log, cl.FULL_FETCH) == 1, f"consumer's log: {cl.count(log, cl.FULL_FETCH)} full fetches, not 1 at start")
     node = w.cluster.up()[-1]
     server = w.cluster.apps_hashcode(node)
     client = until(f"consumer's apps hashcode matching node {node}'s",
                    lambda: (lambda h: h if h == w.cluster.apps_hashcode(node) else None)(cl.last_hashcode(w.consumer().all_logs())),
                    PROPAGATION_TIMEOUT_S)
-    return f"{deltas} delta fetches, one full fetch (at start), no hashcode mismatch; client hashcode {client} = node {node}'s {server}"
+    return f"{deltas} delta fetches (ADDED, MODIFIED, DELETED among them), one full fetch (at start), no hashcode mismatch; client hashcode {client} = node {node}'s {server}"
+
+
+def eureka_server(w: World) -> str:
+    """Smoke: the Eureka server of the build starts and answers; its registry document has apreg's shape."""
+    theirs = w.eureka_server().get("/eureka/apps")["applications"]
+    ours = get_json(w.cluster.eureka(w.cluster.up()[-1]) + "apps")["applications"]
+    check(set(theirs) - {"application"} == set(ours) - {"application"},
+          f"GET apps keys: Eureka {sorted(theirs)}, apreg {sorted(ours)}")
+    return f"Spring Cloud Eureka server answers GET /eureka/apps with the keys apreg gives: {sorted(theirs)}"
 
 
 SCENARIOS: dict[str, Callable[[World], str]] = {
@@ -197,4 +209,5 @@ SCENARIOS: dict[str, Callable[[World], str]] = {
     "kill": kill,
     "failover": failover,
     "delta": delta,
+    "eureka-server": eureka_server,
 }

@@ -23,9 +23,10 @@ class World:
         self.providers: dict[str, SpringApp] = {}
         self.ids: dict[str, str] = {}
         self.consumer_app: SpringApp | None = None
+        self.eureka_app: SpringApp | None = None
 
     def close(self) -> None:
-        self.procs.stop_all()
+        self.procs.stop_all(last=self.cluster.nodes.values())
 
     def provider(self, name: str, **properties: str) -> SpringApp:
         """The provider called `name`, registered at node A; started (with extra `properties`) if not running."""
@@ -58,6 +59,16 @@ class World:
             self.consumer_app.start()
             self.consumer_app.wait_ready("/seen?service=provider")
         return self.consumer_app
+
+    def eureka_server(self) -> SpringApp:
+        """A standalone Spring Cloud Eureka server (its own URL as its only service URL, so it has no peers)."""
+        if self.eureka_app is None:
+            port = free_port()
+            self.eureka_app = SpringApp(self.procs, "eureka-server", "eureka-server", port, {
+                "eureka.client.service-url.defaultZone": f"http://127.0.0.1:{port}/eureka/"})
+            self.eureka_app.start()
+            self.eureka_app.wait_ready("/eureka/apps")
+        return self.eureka_app
 
     def seen(self, service: str = "provider") -> list[str]:
         """Instance ids the consumer's DiscoveryClient.getInstances returns."""
