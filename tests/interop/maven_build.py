@@ -16,17 +16,20 @@ def jar(module: str) -> Path:
     return SPRING / module / "target" / f"{module}.jar"
 
 
-def _sources() -> list[Path]:
-    return [path for path in SPRING.rglob("*") if path.is_file() and "target" not in path.relative_to(SPRING).parts]
+def _inputs(module: str) -> list[Path]:
+    """What a module's jar is built from: its own pom and sources, and the parent pom."""
+    root = SPRING / module
+    return [SPRING / "pom.xml", root / "pom.xml", *(path for path in (root / "src").rglob("*") if path.is_file())]
 
 
 def up_to_date() -> bool:
-    """True when every jar exists and is newer than every pom and source file."""
-    jars = [jar(module) for module in MODULES]
-    if not all(path.exists() for path in jars):
-        return False
-    newest_source = max(path.stat().st_mtime for path in _sources())
-    return min(path.stat().st_mtime for path in jars) > newest_source
+    """True when every jar exists and is newer than what it is built from (Maven leaves an unchanged jar alone,
+    so each jar is compared with its own module only)."""
+    for module in MODULES:
+        built = jar(module)
+        if not built.exists() or built.stat().st_mtime < max(path.stat().st_mtime for path in _inputs(module)):
+            return False
+    return True
 
 
 def _mvn(offline: bool, log: Path, timeout: float) -> bool:

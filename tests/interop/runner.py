@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
             ok, line = _run(world, name)
             results.append(ok)
             print(line, flush=True)
-    except (Failed, RuntimeError) as exc:
+    except (Failed, RuntimeError, OSError) as exc:  # a failed build, a cluster that never syncs, no mvn
         print(f"FAIL setup: {exc}", flush=True)
         results.append(False)
     except (KeyboardInterrupt, SystemExit):
