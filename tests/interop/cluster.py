@@ -70,6 +70,6 @@ class Cluster:
     def apps_hashcode(self, node: str) -> str:
         return get_json(f"{self.eureka(node)}apps")["applications"]["apps__hashcode"]
 
-    def write(self, method: str, node: str, path: str) -> int:
-        """A write through the node's Eureka API (status override, metadata...); returns the HTTP status."""
-        return request(method, f"{self.eureka(node)}{path}")[0]
+    def write(self, method: str, node: str, path: str, body: Any = None) -> int:
+        """A write through the node's Eureka API (register, status override, metadata...); returns the HTTP status."""
+        return request(method, f"{self.eureka(node)}{path}", body=body)[0]

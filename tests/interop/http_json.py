@@ -9,9 +9,14 @@ from typing import Any
 TIMEOUT_S = 5.0
 
 
-def request(method: str, url: str, timeout: float = TIMEOUT_S) -> tuple[int, bytes]:
-    """Send one request with Accept: application/json; return (status, body) for any HTTP answer."""
-    req = urllib.request.Request(url, method=method, headers={"Accept": "application/json"})
+def request(method: str, url: str, timeout: float = TIMEOUT_S, body: Any = None) -> tuple[int, bytes]:
+    """Send one request with Accept: application/json (and `body` as JSON if given); return (status, body) for
+    any HTTP answer."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()

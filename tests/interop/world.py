@@ -43,6 +43,10 @@ class World:
     def instance_id(self, name: str) -> str:
         return self.ids[name]
 
+    def running_ids(self) -> set[str]:
+        """Instance ids of the providers running now."""
+        return {self.ids[name] for name, app in self.providers.items() if app.alive()}
+
     def consumer(self) -> SpringApp:
         """The consumer, with node B first and node C second (zones zone-b and zone-c, see its properties).
 
