@@ -9,7 +9,7 @@ from typing import Callable
 import client_log as cl
 from http_json import get_json
 from world import FETCH_INTERVAL_S, PROPAGATION_TIMEOUT_S, World
-from waits import check, until
+from waits import Failed, check, until
 
 APP = "provider"
 KILL_LEASE_S = 3  # provider-3's lease: it is the one killed with SIGKILL
@@ -187,6 +187,25 @@ def delta(w: World) -> str:
     consumer's log of the whole run must show deltas only."""
     consumer = w.consumer()
     first, last = w.cluster.up()[0], w.cluster.up()[-1]
+    try:
+        _probe(w, first, last)
+    except Failed as exc:  # a client stuck reconciling misses the probe's steps; its log says why first
+        raise Failed(_log_problem(consumer.all_logs()) or str(exc)) from exc
+    log = consumer.all_logs()
+    problem = _log_problem(log)
+    check(problem is None, str(problem))
+    for node, proc in w.cluster.nodes.items():  # what apreg's codec refused, it logs (apreg/server/errors.py)
+        refused = [line for line in proc.log().splitlines() if "apreg.http: rejected" in line]
+        check(not refused, f"node {node} refused {len(refused)} requests, e.g. {refused[:1]}")
+    client = until(f"consumer's apps hashcode matching node {last}'s",
+                   lambda: (lambda h: h if h == w.cluster.apps_hashcode(last) else None)(cl.last_hashcode(consumer.all_logs())),
+                   PROPAGATION_TIMEOUT_S)
+    return (f"{cl.count(log, cl.DELTA)} delta fetches, the probe's ADDED, MODIFIED, DELETED among them; one full "
+            f"fetch (at start), no hashcode mismatch, no request refused by apreg; client hashcode {client} = node {last}'s")
+
+
+def _probe(w: World, first: str, last: str) -> None:
+    """Register the probe at `first`, take it out of service and cancel it at `last`, each seen by the consumer."""
     service = PROBE_APP.lower()
     check(w.cluster.write("POST", first, f"apps/{PROBE_APP}", PROBE) == 204, f"register at node {first} refused")
     until("consumer listing the probe", lambda: PROBE_ID in w.seen(service), PROPAGATION_TIMEOUT_S)
@@ -194,21 +213,18 @@ def delta(w: World) -> str:
     until("consumer dropping the out-of-service probe", lambda: PROBE_ID not in w.seen(service), PROPAGATION_TIMEOUT_S)
     check(w.cluster.write("DELETE", last, f"apps/{PROBE_APP}/{PROBE_ID}") == 200, f"cancel at node {last} refused")
     for action in cl.DELTA_ACTIONS:
-        until(f"consumer's log: '{action}{PROBE_ID}'", lambda: action + PROBE_ID in consumer.all_logs(), PROPAGATION_TIMEOUT_S)
+        until(f"consumer's log: '{action}{PROBE_ID}'", lambda: action + PROBE_ID in w.consumer().all_logs(),
+              PROPAGATION_TIMEOUT_S)
 
-    log = consumer.all_logs()
-    deltas = cl.count(log, cl.DELTA)
+
+def _log_problem(log: str) -> str | None:
+    """The first sign in the consumer's log that a delta did not reconcile, or None."""
     for needle in (cl.MISMATCH, cl.DELTA_REFUSED, cl.REFRESH_FAILED):
-        check(cl.count(log, needle) == 0, f"consumer's log: {cl.count(log, needle)}x '{needle}'")
-    check(cl.count(log, cl.FULL_FETCH) == 1, f"consumer's log: {cl.count(log, cl.FULL_FETCH)} full fetches, not 1 at start")
-    for node, proc in w.cluster.nodes.items():  # what apreg's codec refused, it logs (apreg/server/errors.py)
-        refused = [line for line in proc.log().splitlines() if "apreg.http: rejected" in line]
-        check(not refused, f"node {node} refused {len(refused)} requests, e.g. {refused[:1]}")
-    client = until(f"consumer's apps hashcode matching node {last}'s",
-                   lambda: (lambda h: h if h == w.cluster.apps_hashcode(last) else None)(cl.last_hashcode(consumer.all_logs())),
-                   PROPAGATION_TIMEOUT_S)
-    return (f"{deltas} delta fetches, the probe's ADDED, MODIFIED, DELETED among them; one full fetch (at start), "
-            f"no hashcode mismatch, no request refused by apreg; client hashcode {client} = node {last}'s")
+        if needle in log:
+            return f"consumer's log: {cl.count(log, needle)}x '{needle}'"
+    if cl.count(log, cl.FULL_FETCH) != 1:
+        return f"consumer's log: {cl.count(log, cl.FULL_FETCH)} full fetches, not 1 at start"
+    return None
 
 
 def eureka_server(w: World) -> str:
