@@ -17,7 +17,8 @@ KILL_RENEWAL_S = 1
 SLACK_S = 1.0  # polling every 0.25 s and scheduling on 2 busy cores, on top of lease + eviction interval
 
 
-def _everywhere(w: World, what: str, holds: Callable[[str], object], timeout: float = PROPAGATION_TIMEOUT_S) -> None:
+def _everywhere(w: World, what: str, holds: Callable[[str], object],
+                timeout: float = PROPAGATION_TIMEOUT_S) -> None:
     """Wait until `holds(node)` is true at every running apreg node."""
     for node in w.cluster.up():
         until(f"{what} at node {node}", lambda node=node: holds(node), timeout)
@@ -31,38 +32,53 @@ def _status(w: World, node: str, instance_id: str) -> tuple[str, str] | None:
     return info["status"], info.get("overriddenstatus", info.get("overriddenStatus", ""))
 
 
+def _has_provider_metadata(metadata: dict[str, str]) -> bool:
+    """The zone and the key the provider's application.properties set."""
+    return metadata.get("zone") == "zone-a" and metadata.get("team") == "interop"
+
+
 def register(w: World) -> str:
     p1 = w.provider("provider-1")
     pid = w.instance_id("provider-1")
 
     def registered(node: str) -> bool:
         info = w.cluster.instance(node, APP, pid)
-        return bool(info) and info["status"] == "UP" and info["metadata"].get("zone") == "zone-a" \
-            and info["metadata"].get("team") == "interop"
+        return bool(info) and info["status"] == "UP" and _has_provider_metadata(info["metadata"])
     _everywhere(w, f"{pid} UP with zone-a and team=interop", registered)
-    check(cl.statuses(p1.log(), cl.REGISTERED)[:1] == [204], f"provider log: registrations {cl.statuses(p1.log(), cl.REGISTERED)}")
+    registrations = cl.statuses(p1.log(), cl.REGISTERED)
+    check(registrations[:1] == [204], f"provider-1's registrations answered {registrations}")
 
     w.consumer()
     meta = until("consumer's DiscoveryClient listing provider-1", lambda: w.seen_metadata(pid), PROPAGATION_TIMEOUT_S)
-    check(meta.get("zone") == "zone-a" and meta.get("team") == "interop", f"consumer sees metadata {meta}")
-    calls = until("@LoadBalanced calls answered by provider-1", lambda: (lambda c: c if set(c) == {pid} else None)(w.called()),
+    check(_has_provider_metadata(meta), f"consumer sees metadata {meta}")
+    calls = until("@LoadBalanced calls answered by provider-1", lambda: _calls_reaching(w, {pid}),
                   PROPAGATION_TIMEOUT_S)
-    return f"{pid} registered at A, UP with its metadata at A, B, C; consumer (B, C) lists it and reached it {len(calls)}/{len(calls)}"
+    return (f"{pid} registered at A, UP with its metadata at A, B, C; consumer (B, C) lists it and reached it "
+            f"{len(calls)}/{len(calls)}")
+
+
+def _calls_reaching(w: World, ids: set[str]) -> list[str] | None:
+    """The consumer's load-balanced calls if every one succeeded and together they reached exactly `ids`."""
+    calls = w.called()
+    return calls if set(calls) == ids else None
 
 
 def status_override(w: World) -> str:
     pid1, pid2 = _two_providers(w)
-    check(w.cluster.write("PUT", "c", f"apps/PROVIDER/{pid1}/status?value=OUT_OF_SERVICE") == 200, "PUT status at C refused")
-    _everywhere(w, f"{pid1} OUT_OF_SERVICE", lambda node: _status(w, node, pid1) == ("OUT_OF_SERVICE", "OUT_OF_SERVICE"))
+    status_path = f"apps/PROVIDER/{pid1}/status"
+    check(w.cluster.write("PUT", "c", f"{status_path}?value=OUT_OF_SERVICE") == 200, "PUT status at C refused")
+    _everywhere(w, f"{pid1} OUT_OF_SERVICE",
+                lambda node: _status(w, node, pid1) == ("OUT_OF_SERVICE", "OUT_OF_SERVICE"))
     start = time.monotonic()
-    until("consumer routing only to provider-2", lambda: pid1 not in w.seen() and set(w.called()) == {pid2},
+    until("consumer routing only to provider-2", lambda: pid1 not in w.seen() and _calls_reaching(w, {pid2}),
           PROPAGATION_TIMEOUT_S)
     stopped = time.monotonic() - start
     # value=UP keeps the instance UP; without it Eureka sets UNKNOWN and the next heartbeat gets 404 (a re-register).
-    check(w.cluster.write("DELETE", "c", f"apps/PROVIDER/{pid1}/status?value=UP") == 200, "DELETE status at C refused")
-    _everywhere(w, f"{pid1} UP without override", lambda node: _status(w, node, pid1) in {("UP", "UNKNOWN"), ("UP", "")})
+    check(w.cluster.write("DELETE", "c", f"{status_path}?value=UP") == 200, "DELETE status at C refused")
+    _everywhere(w, f"{pid1} UP without override",
+                lambda node: _status(w, node, pid1) in {("UP", "UNKNOWN"), ("UP", "")})
     start = time.monotonic()
-    until("consumer routing to both providers again", lambda: pid1 in w.seen() and set(w.called()) == {pid1, pid2},
+    until("consumer routing to both providers again", lambda: pid1 in w.seen() and _calls_reaching(w, {pid1, pid2}),
           PROPAGATION_TIMEOUT_S)
     return (f"OUT_OF_SERVICE at C: A, B, C agree; consumer stopped routing to it in {stopped:.1f} s and routed again "
             f"{time.monotonic() - start:.1f} s after DELETE (fetch every {FETCH_INTERVAL_S:g} s)")
@@ -73,7 +89,8 @@ def _two_providers(w: World) -> tuple[str, str]:
     w.provider("provider-1")
     w.provider("provider-2")
     pid1, pid2 = w.instance_id("provider-1"), w.instance_id("provider-2")
-    until("consumer routing to provider-1 and provider-2", lambda: set(w.called()) == {pid1, pid2}, PROPAGATION_TIMEOUT_S)
+    until("consumer routing to provider-1 and provider-2", lambda: _calls_reaching(w, {pid1, pid2}),
+          PROPAGATION_TIMEOUT_S)
     return pid1, pid2
 
 
@@ -87,7 +104,8 @@ def heartbeats(w: World) -> str:
         beat_statuses = set(cl.statuses(log, cl.HEARTBEAT))
         check(beat_statuses <= {200}, f"{name}'s heartbeats answered {sorted(beat_statuses)}")
         check(cl.count(log, cl.REREGISTER) == 0, f"{name} re-registered {cl.count(log, cl.REREGISTER)} times")
-        check(set(cl.statuses(log, cl.REGISTERED)) <= {204}, f"{name}'s registrations: {cl.statuses(log, cl.REGISTERED)}")
+        registrations = cl.statuses(log, cl.REGISTERED)
+        check(set(registrations) <= {204}, f"{name}'s registrations answered {registrations}")
     after = {node: w.cluster.status(node)["renewals"] for node in before}
     check(after["a"]["local"] >= before["a"]["local"] + 3, f"node A counted renewals {before['a']} -> {after['a']}")
     for node in set(before) - {"a"}:
@@ -107,7 +125,8 @@ def restart_same_id(w: World) -> str:
     restarted = time.monotonic() - start
     check(restarted < 90, f"restart took {restarted:.0f} s, beyond the 90 s lease")
     check(w.instance_id("provider-1") == pid1, f"restarted under {w.instance_id('provider-1')}, not {pid1}")
-    until("consumer reaching the restarted provider-1", lambda: set(w.called()) == {pid1, pid2}, PROPAGATION_TIMEOUT_S)
+    until("consumer reaching the restarted provider-1", lambda: _calls_reaching(w, {pid1, pid2}),
+          PROPAGATION_TIMEOUT_S)
     # Several fetches, each of which would show a duplicate: the consumer has taken the re-registration by now.
     deadline = time.monotonic() + 3 * FETCH_INTERVAL_S
     while time.monotonic() < deadline:
@@ -117,7 +136,8 @@ def restart_same_id(w: World) -> str:
             ids = [info["instanceId"] for info in w.cluster.instances(node, APP)]
             check(sorted(ids) == sorted([pid1, pid2]), f"node {node} lists {ids}")
         time.sleep(0.5)
-    return f"killed and restarted in {restarted:.0f} s under {pid1}: listed once at A, B, C and by the consumer, beside provider-2"
+    return (f"killed and restarted in {restarted:.0f} s under {pid1}: listed once at A, B, C and by the consumer, "
+            "beside provider-2")
 
 
 def shutdown(w: World) -> str:
@@ -125,9 +145,10 @@ def shutdown(w: World) -> str:
     p2 = w.providers["provider-2"]
     assert p2.proc is not None
     p2.proc.stop()
-    check(cl.statuses(p2.log(), cl.DEREGISTERED) == [200], f"provider-2's deregistrations: {cl.statuses(p2.log(), cl.DEREGISTERED)}")
+    deregistrations = cl.statuses(p2.log(), cl.DEREGISTERED)
+    check(deregistrations == [200], f"provider-2's deregistrations answered {deregistrations}")
     _everywhere(w, "provider-2 gone", lambda node: w.cluster.instance(node, APP, pid2) is None, 5.0)
-    until("consumer routing only to provider-1", lambda: pid2 not in w.seen() and set(w.called()) == {pid1},
+    until("consumer routing only to provider-1", lambda: pid2 not in w.seen() and _calls_reaching(w, {pid1}),
           PROPAGATION_TIMEOUT_S)
     return "SIGTERM: provider-2 deregistered (200), gone at A, B, C and from the consumer"
 
@@ -157,21 +178,27 @@ def failover(w: World) -> str:
     w.provider("provider-1")
     pid1 = w.instance_id("provider-1")
     w.consumer()
-    local = lambda node: w.cluster.status(node)["renewals"]["local"]  # noqa: E731
+
+    def local(node: str) -> int:
+        """Renewals the node took from clients itself: at B and C, only the consumer's."""
+        return w.cluster.status(node)["renewals"]["local"]
     b0, c0 = local("b"), local("c")
     time.sleep(3 * FETCH_INTERVAL_S)
-    check(local("b") > b0 and local("c") == c0, f"before: consumer's heartbeats not at B only (B {b0}->{local('b')}, C {c0}->{local('c')})")
+    b1, c1 = local("b"), local("c")
+    check(b1 > b0 and c1 == c0, f"consumer's heartbeats not at B only before (B {b0}->{b1}, C {c0}->{c1})")
     w.cluster.stop_node("b")
     c1 = local("c")
     until("consumer's heartbeats reaching node C", lambda: local("c") > c1, PROPAGATION_TIMEOUT_S)
-    check(w.cluster.write("PUT", "a", f"apps/PROVIDER/{pid1}/metadata?phase=after-b") == 200, "metadata update at A refused")
+    check(w.cluster.write("PUT", "a", f"apps/PROVIDER/{pid1}/metadata?phase=after-b") == 200,
+          "metadata update at A refused")
     until("consumer seeing the metadata written after B stopped",
           lambda: (w.seen_metadata(pid1) or {}).get("phase") == "after-b", PROPAGATION_TIMEOUT_S)
     calls, running = w.called(), w.running_ids()
     check(set(calls) == running, f"calls after B stopped reached {calls}, not every one of {sorted(running)}")
     consumers = w.cluster.instances("c", "consumer")
     check([info["status"] for info in consumers] == ["UP"], f"node C lists the consumer as {consumers}")
-    return "B stopped: consumer's heartbeats moved from B to C, it fetched a change made at A through C and still routes"
+    return ("B stopped: consumer's heartbeats moved from B to C, it fetched a change made at A through C and still "
+            "routes")
 
 
 PROBE_APP, PROBE_ID = "DELTA-PROBE", "delta-probe-1"
@@ -197,11 +224,12 @@ def delta(w: World) -> str:
     for node, proc in w.cluster.nodes.items():  # what apreg's codec refused, it logs (apreg/server/errors.py)
         refused = [line for line in proc.log().splitlines() if "apreg.http: rejected" in line]
         check(not refused, f"node {node} refused {len(refused)} requests, e.g. {refused[:1]}")
-    client = until(f"consumer's apps hashcode matching node {last}'s",
-                   lambda: (lambda h: h if h == w.cluster.apps_hashcode(last) else None)(cl.last_hashcode(consumer.all_logs())),
-                   PROPAGATION_TIMEOUT_S)
+    until(f"consumer's apps hashcode matching node {last}'s",
+          lambda: cl.last_hashcode(consumer.all_logs()) == w.cluster.apps_hashcode(last), PROPAGATION_TIMEOUT_S)
+    client = cl.last_hashcode(consumer.all_logs())
     return (f"{cl.count(log, cl.DELTA)} delta fetches, the probe's ADDED, MODIFIED, DELETED among them; one full "
-            f"fetch (at start), no hashcode mismatch, no request refused by apreg; client hashcode {client} = node {last}'s")
+            f"fetch (at start), no hashcode mismatch, no request refused by apreg; client hashcode {client} = "
+            f"node {last}'s")
 
 
 def _probe(w: World, first: str, last: str) -> None:
@@ -209,7 +237,8 @@ def _probe(w: World, first: str, last: str) -> None:
     service = PROBE_APP.lower()
     check(w.cluster.write("POST", first, f"apps/{PROBE_APP}", PROBE) == 204, f"register at node {first} refused")
     until("consumer listing the probe", lambda: PROBE_ID in w.seen(service), PROPAGATION_TIMEOUT_S)
-    check(w.cluster.write("PUT", last, f"apps/{PROBE_APP}/{PROBE_ID}/status?value=OUT_OF_SERVICE") == 200, "PUT status refused")
+    check(w.cluster.write("PUT", last, f"apps/{PROBE_APP}/{PROBE_ID}/status?value=OUT_OF_SERVICE") == 200,
+          f"PUT status at node {last} refused")
     until("consumer dropping the out-of-service probe", lambda: PROBE_ID not in w.seen(service), PROPAGATION_TIMEOUT_S)
     check(w.cluster.write("DELETE", last, f"apps/{PROBE_APP}/{PROBE_ID}") == 200, f"cancel at node {last} refused")
     for action in cl.DELTA_ACTIONS:
