@@ -18,7 +18,8 @@ from _procs import ProcessSet, wait_until
 
 # system name -> driver module (imported lazily: a missing client library only
 # disables its own system).
-DRIVERS: dict[str, str] = {"apreg": "_apreg", "etcd": "_etcd", "zookeeper": "_zk"}
+DRIVERS: dict[str, str] = {"apreg": "_apreg", "etcd": "_etcd", "zookeeper": "_zk", "eureka": "_eureka",
+                          "eureka-tuned": "_eureka_tuned"}
 APP = "APREGBENCH"
 
 Emit = Callable[[str, float], None]          # (name, time.monotonic() when seen)
