@@ -41,6 +41,7 @@ def _maven_build():
 class EurekaCluster(ApregCluster):
     system = "eureka"
     settings: ClassVar[dict[str, str]] = {}  # Spring Cloud's defaults
+    drain_s: ClassVar[float] = 45.0  # reads lag writes by up to the read-only cache's 30 s refresh
 
     @classmethod
     def unavailable(cls) -> str | None:

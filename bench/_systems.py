@@ -63,6 +63,8 @@ class Cluster(ABC):
     maps them into its own keyspace under `namespace`, unique per run."""
 
     system: ClassVar[str]
+    # How long after the last write a write may still become visible before staleness.py counts it lost.
+    drain_s: ClassVar[float] = 5.0
 
     def __init__(self, n: int, procs: ProcessSet, extra_args: list[str]) -> None:
         self.n = n
