@@ -131,7 +131,7 @@ async def measure(system: str, nodes: int, writes: int, rate: float,
                 watchers.append(await Watcher.start(system, j, cluster.watch_endpoint(j),
                                                     cluster.namespace, len(probes), writes))
             await asyncio.gather(*(w.wait_ready(30) for w in watchers))
-            await _warm_up(cluster, watchers, probes, warmup, 15)
+            await _warm_up(cluster, watchers, probes, warmup, max(15.0, drain))  # Eureka's reads lag 30 s
 
             names = write_names(writes)
             t0 = time.monotonic() + 0.05
