@@ -125,10 +125,11 @@ def plot(results: dict[str, list[dict]], path: Path) -> bool:
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for system, rounds in results.items():
-        pooled = [v for r in rounds for v in (r.get("staleness") or {}).get("samples", {}).get("staleness_ms", [])]
-        if pooled:
-            x, y = cdf_points(pooled)
-            ax1.plot(x, y, label=f"{system} (n={len(x)}, {len(rounds)} rounds)", drawstyle="steps-post")
+        runs = [r["staleness"]["samples"]["staleness_ms"] for r in rounds
+                if (r.get("staleness") or {}).get("samples", {}).get("staleness_ms")]
+        if runs:
+            x, y = cdf_points([v for run in runs for v in run])
+            ax1.plot(x, y, label=f"{system} (n={len(x)}, {len(runs)} rounds)", drawstyle="steps-post")
     ax1.set_xscale("symlog", linthresh=1.0)
     ax1.set_xlabel("staleness: ack at writer -> visible at other node (ms, symlog)")
     ax1.set_ylabel("fraction of (write, node) samples")
