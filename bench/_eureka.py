@@ -72,12 +72,7 @@ class EurekaCluster(ApregCluster):
             self.members.append(self.procs.spawn(f"eureka{i + 1}", argv))
         self.open_session()
 
-        async def up(node: int) -> bool:
-            async with self.session.get(self.urls[node] + "/eureka/apps", headers=JSON,
-                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
-                return r.status == 200
-
-        await self.wait_serving(up, START_TIMEOUT_S, 0.5, "Eureka servers answering GET /eureka/apps")
+        await self.wait_serving(self.answers_apps, START_TIMEOUT_S, 0.5, "Eureka servers answering GET /eureka/apps")
 
 
 CLUSTER = EurekaCluster
