@@ -63,12 +63,13 @@ class ApregCluster(HttpCluster):
             self.members.append(self.procs.spawn(f"n{i + 1}", argv))
         self.open_session()
 
-        async def up(node: int) -> bool:
-            async with self.session.get(self.urls[node] + "/eureka/apps", headers=JSON,
-                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
-                return r.status == 200
+        await self.wait_serving(self.answers_apps, 60, 0.1, "apreg nodes answering GET /eureka/apps")
 
-        await self.wait_serving(up, 60, 0.1, "apreg nodes answering GET /eureka/apps")
+    async def answers_apps(self, node: int) -> bool:
+        """Whether the node serves `GET /eureka/apps` (200): it is up and takes Eureka clients."""
+        async with self.session.get(self.urls[node] + "/eureka/apps", headers=JSON,
+                                    timeout=aiohttp.ClientTimeout(total=2)) as r:
+            return r.status == 200
 
     async def put(self, node: int, name: str, timeout: float) -> float:
         return await self.post_write(f"{self.urls[node]}/eureka/apps/{APP}",

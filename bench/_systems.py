@@ -18,7 +18,8 @@ from _procs import ProcessSet, wait_until
 
 # system name -> driver module (imported lazily: a missing client library only
 # disables its own system).
-DRIVERS: dict[str, str] = {"apreg": "_apreg", "etcd": "_etcd", "zookeeper": "_zk"}
+DRIVERS: dict[str, str] = {"apreg": "_apreg", "etcd": "_etcd", "zookeeper": "_zk", "eureka": "_eureka",
+                          "eureka-tuned": "_eureka_tuned"}
 APP = "APREGBENCH"
 
 Emit = Callable[[str, float], None]          # (name, time.monotonic() when seen)
@@ -62,6 +63,8 @@ class Cluster(ABC):
     maps them into its own keyspace under `namespace`, unique per run."""
 
     system: ClassVar[str]
+    # How long after the last write a write may still become visible before staleness.py counts it lost.
+    drain_s: ClassVar[float] = 5.0
 
     def __init__(self, n: int, procs: ProcessSet, extra_args: list[str]) -> None:
         self.n = n

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _procs import install_exit_handlers  # noqa: E402
 from _stats import summarize  # noqa: E402
-from _systems import DRIVERS, Cluster, WriteError, open_cluster, probe_names, \
+from _systems import DRIVERS, Cluster, WriteError, cluster_class, open_cluster, probe_names, \
     skip_if_unavailable, write_names  # noqa: E402
 from _watch import Watcher  # noqa: E402
 
@@ -114,10 +114,13 @@ def _analyse(records: list[WriteRecord], watchers: list[Watcher]) -> dict:
 
 
 async def measure(system: str, nodes: int, writes: int, rate: float,
-                  extra_args: list[str] | None = None, drain: float = 5.0,
+                  extra_args: list[str] | None = None, drain: float | None = None,
                   write_timeout: float = 5.0, keep: bool = False,
                   samples: bool = False, warmup: int = 200) -> dict:
-    """One fresh cluster, warm-up, W open-loop writes, bounded drain; the result dict."""
+    """One fresh cluster, warm-up, W open-loop writes, bounded drain (the system's own `drain_s` unless
+    given); the result dict."""
+    if drain is None:
+        drain = cluster_class(system).drain_s
     if nodes < 2:
         raise ValueError("need at least 2 nodes: visibility is measured at the others")
     probes = probe_names(nodes)
@@ -128,7 +131,7 @@ async def measure(system: str, nodes: int, writes: int, rate: float,
                 watchers.append(await Watcher.start(system, j, cluster.watch_endpoint(j),
                                                     cluster.namespace, len(probes), writes))
             await asyncio.gather(*(w.wait_ready(30) for w in watchers))
-            await _warm_up(cluster, watchers, probes, warmup, 15)
+            await _warm_up(cluster, watchers, probes, warmup, max(15.0, drain))  # Eureka's reads lag 30 s
 
             names = write_names(writes)
             t0 = time.monotonic() + 0.05
@@ -197,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="writes per second (open loop)")
     ap.add_argument("--json", type=Path, help="write the result here")
     ap.add_argument("--sweep", help="FLAG=V1,V2,...: one run per value, FLAG passed to each server")
-    ap.add_argument("--drain", type=float, default=5.0,
-                    help="max wait after the last write before unseen writes count as lost")
+    ap.add_argument("--drain", type=float, default=None,
+                    help="max wait after the last write before unseen writes count as lost "
+                         "(default: the system's own, 5 s; eureka 45 s, since its reads lag up to 30 s)")
     ap.add_argument("--write-timeout", type=float, default=5.0)
     ap.add_argument("--warmup", type=int, default=200, help="untimed writes before the run")
     ap.add_argument("--samples", action="store_true", help="include raw samples in the JSON")
