@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 import client_log as cl
+from mixed import mixed_cluster
 from http_json import get_json
 from world import FETCH_INTERVAL_S, PROPAGATION_TIMEOUT_S, World
 from waits import Failed, check, until
@@ -275,4 +276,5 @@ SCENARIOS: dict[str, Callable[[World], str]] = {
     "failover": failover,
     "delta": delta,
     "eureka-server": eureka_server,
+    "mixed": lambda w: mixed_cluster(w.procs),  # apreg as a peer of a Java Eureka server (#11)
 }
