@@ -4,7 +4,8 @@ every node, a nemesis, and a checker over the recorded history (Jepsen's and Mae
 Each phase runs one nemesis against a fresh cluster while the workload runs, heals, lets the cluster settle, and
 checks what the history shows:
 - lost: instances whose last acknowledged write was a registration or renewal, missing anywhere after the heal;
-- resurrected: instances seen anywhere more than a settle time after their cancel was acknowledged;
+- resurrected: cancelled instances that a node listed again after it had stopped listing them, or that any
+  node still lists after the heal (a node cut off from the cancel may list it until then: that is staleness);
 - false evictions: every client renews all along (failing over to another node within about a second, well
   inside its lease), so any eviction a node counts is a false one (I4); and `missing` counts a node's answers
   lacking an instance whose last acknowledged renewal was recent (not in a node's first seconds after an empty
@@ -214,8 +215,7 @@ class Run:
             verdict.acked += 1
             if inst.cancelled_at is None and any(inst.iid not in view for view in final):
                 verdict.lost += 1
-            if inst.cancelled_at is not None and any(inst.iid in seen for views in self.views.values()
-                                                     for at, seen in views if at > inst.cancelled_at + SETTLE_S):
+            if inst.cancelled_at is not None and (self.reappeared(inst) or any(inst.iid in view for view in final)):
                 verdict.resurrected += 1
             verdict.missing += self.missing_while_renewing(inst)
             everywhere = [min((at for at, seen in views if inst.iid in seen and at >= inst.registered_at),
@@ -228,7 +228,7 @@ class Run:
         """Observations of a node lacking an instance whose last acknowledged renewal was recent enough that
         its lease runs anywhere it is known (I4): no node may drop it, partitioned or not."""
         count = 0
-        for node, views in self.cluster_views():
+        for node, views in self.views.items():
             grace = self.cluster.restarted_at.get(node)
             for at, seen in views:
                 if at < inst.registered_at + 2 or (inst.cancelled_at is not None and at >= inst.cancelled_at - 1):
@@ -239,8 +239,19 @@ class Run:
                 count += last is not None and at - last < LEASE_S - RENEW_S and inst.iid not in seen
         return count
 
-    def cluster_views(self) -> list[tuple[int, list[tuple[float, set[str]]]]]:
-        return list(self.views.items())
+    def reappeared(self, inst: Instance) -> bool:
+        """A node listed a cancelled instance again after it had stopped listing it (I3)."""
+        assert inst.cancelled_at is not None
+        for views in self.views.values():
+            gone = False
+            for at, seen in views:
+                if at <= inst.cancelled_at:
+                    continue
+                if inst.iid not in seen:
+                    gone = True
+                elif gone:
+                    return True
+        return False
 
 
 async def partition_2_1(run: Run) -> None:
