@@ -60,6 +60,7 @@ class LeaseLedger(Generic[K]):
     observed_slope: float = 0.0
     terms: dict[K, Term] = field(default_factory=dict)  # live leases
     expired: dict[K, Term] = field(default_factory=dict)  # run out, not yet evicted (in the order they ran out)
+    expired_worth: float = 0.0  # what the expired leases were expected to renew in the window when they ran out
     _due: list[tuple[int, int, K]] = field(default_factory=list)  # (time, term version, key): next breakpoints
     _queued: int = 0
 
@@ -74,14 +75,16 @@ class LeaseLedger(Generic[K]):
         self._move(now_ms)
         term = Term(first_seen_ms, anchor_ms, max(1, interval_ms), duration_ms)
         if term.expired(now_ms):
-            self.expired[key] = term
+            self._expire(key, term, now_ms)
         else:
             self.terms[key] = term
             self._take(key, term, now_ms)
 
     def untrack(self, key: K) -> None:
         """Stop counting a lease: its instance was cancelled, evicted or forgotten."""
-        self.expired.pop(key, None)
+        gone = self.expired.pop(key, None)
+        if gone is not None:
+            self.expired_worth = self.expired_worth - gone.expected if self.expired else 0.0  # no float residue
         term = self.terms.pop(key, None)
         if term is not None:
             self._remove(term)
@@ -112,7 +115,7 @@ class LeaseLedger(Generic[K]):
             self._remove(term)
             if term.expired(at):
                 del self.terms[key]
-                self.expired[key] = term
+                self._expire(key, term, at)
             else:
                 self._take(key, term, at)
         self._move(now_ms)
@@ -122,6 +125,13 @@ class LeaseLedger(Generic[K]):
         """(observed, expected) at `at_ms`: call after `advance` returns True. Rounded to a millionth of a
         renewal: adding and removing terms leaves float residue (1e-12), which must not tip a threshold."""
         return max(0.0, round(self.observed_at, 6)), max(0.0, round(self.expected_at, 6))
+
+    def _expire(self, key: K, term: Term, at_ms: int) -> None:
+        """The lease ran out: out of the sums, into `expired`, its expectation kept as its worth (what a silent
+        instance is missing, for self-preservation's decision to engage)."""
+        term.expected = expected_renewals(at_ms, term.first_seen_ms, self.window_ms, term.interval_ms)
+        self.expired[key] = term
+        self.expired_worth += term.expected
 
     def _move(self, to_ms: int) -> None:
         """Take the sums at a later time (never an earlier one): near the terms' own times, where floats are
