@@ -144,9 +144,18 @@ async def _status(args: argparse.Namespace) -> int:
 
 def _status_row(url: str, status: dict[str, Any]) -> list[Any]:
     peers = status.get("peers") or []
-    sp = status.get("self_preservation") or {}
-    renewals = f"{sp.get('renewals_in_window', '?')}/{sp.get('threshold', '?')}"
-    preservation = ("ACTIVE " if sp.get("active") else "off ") + f"({renewals} renewals/threshold)"
+    preservation = _preservation_cell(status.get("self_preservation") or {})
     return [url, status.get("node_id", "?"), "yes" if status.get("in_sync") else "no",
             f"{sum(1 for p in peers if p.get('reachable'))}/{len(peers)}", status.get("instances", "?"),
             preservation, status.get("conflicts", "?")]
+
+
+def _preservation_cell(sp: dict[str, Any]) -> str:
+    """Engaged: since when and the earliest release; otherwise the renewals seen against those needed, when
+    any are expected (a registry with no live lease has no figures worth showing)."""
+    if sp.get("active"):
+        return f"ACTIVE since {sp.get('since', '?')}, holds until {sp.get('holds_until', '?')}"
+    state = "off" if sp.get("enabled", True) else "disabled"
+    if sp.get("expected"):
+        return f"{state} ({sp.get('renewals_in_window')} renewals seen, {sp.get('threshold')} needed)"
+    return state

@@ -115,8 +115,10 @@ class Replica:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
         self._first_vv = MappingProxyType({self.replica_id: 1})
         self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
-        self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
-                                             self.config.self_preservation, self.config.min_hold_windows)
+        config = self.config
+        self.preservation = SelfPreservation(config.renewal_window_ms, config.renewal_threshold,
+                                             config.self_preservation, config.min_hold_windows,
+                                             config.min_missing_instances)
         self.peers = {name: PeerState() for name in self.peer_names}
         self.synced = not self.peer_names
 
@@ -510,25 +512,32 @@ class Replica:
         window = self.config.renewal_window_ms
         end = min(len(sweep.entries), sweep.position + budget)
         expected = observed = 0.0
+        live = longest = 0
         for entry in sweep.entries[sweep.position:end]:
             record = entry.record
             if record is None or entry.evicted or record.info is None:
                 continue  # a tombstone, evicted here, or forgotten since the pass began
             info = record.info
-            if entry.expired(now_ms, self.lease_duration_ms(info)):
+            lease = self.lease_duration_ms(info)
+            if entry.expired(now_ms, lease):
                 sweep.expired.append((entry.anchor_ms, entry.key))
                 continue
             interval = self.renewal_interval_ms(info)
+            live += 1
+            longest = max(longest, lease)
             expected += expected_renewals(now_ms, entry.first_seen_ms, window, interval)
             observed += renewal_credit(now_ms, entry.anchor_ms, entry.first_seen_ms, window, interval)
         sweep.position = end
         sweep.expected += expected
         sweep.observed += observed
+        sweep.live += live
+        sweep.longest_lease_ms = max(sweep.longest_lease_ms, longest)
 
     def _decide(self, sweep: Sweep, now_ms: int) -> None:
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
-        sweep.preservation_changed = self.preservation.update(now_ms, sweep.observed, sweep.expected)
+        sweep.preservation_changed = self.preservation.update(now_ms, sweep.observed, sweep.expected, sweep.live,
+                                                              sweep.longest_lease_ms)
         if self._eviction_requested:
             self._eviction_requested = False
             if self.preservation.allows_eviction:

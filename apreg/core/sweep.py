@@ -25,6 +25,8 @@ class Sweep:
     position: int = 0
     expected: float = 0.0  # renewals the live instances should have sent in the window
     observed: float = 0.0  # renewals' worth of the window they were vouched for
+    live: int = 0  # unexpired leases the sums cover
+    longest_lease_ms: int = 0  # the longest of them
     expired: list[tuple[int, InstanceKey]] = field(default_factory=list)  # (lease anchor, key): eviction candidates
     preservation_changed: bool = False
     victims: list[tuple[int, InstanceKey]] = field(default_factory=list)  # chosen for eviction, oldest last

@@ -24,6 +24,7 @@ from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 from . import collector
 from .documents import DocumentCache
 from .feed import ChangeFeed
+from .preservation_view import describe_transition
 from .settings import NodeSettings
 
 log = logging.getLogger("apreg.node")
@@ -248,11 +249,5 @@ class Node:
         if outcome.evicted:
             log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))
-        if outcome.preservation_changed:
-            state = self.replica.preservation.last
-            if state.active:
-                log.warning("self-preservation ENGAGED: %.1f renewals in the last window, %.1f needed of %.1f "
-                            "expected; eviction stops", state.renewals_in_window, state.threshold, state.expected)
-            else:
-                log.warning("self-preservation released: %.1f renewals in the last window, %.1f needed",
-                            state.renewals_in_window, state.threshold)
+        for transition in self.replica.preservation.take_transitions():
+            log.warning("%s", describe_transition(transition, self.replica.preservation))

@@ -6,6 +6,7 @@ from typing import Any
 from aiohttp import web
 
 from .node import Node
+from .preservation_view import status_section
 
 
 class StatusApi:
@@ -26,7 +27,6 @@ class StatusApi:
 
 def status_document(node: Node) -> dict[str, Any]:
     replica = node.replica
-    sp = replica.preservation.last
     counters = replica.counters
     return {
         "node_id": node.settings.name,
@@ -38,9 +38,7 @@ def status_document(node: Node) -> dict[str, Any]:
                    "stream": link.streaming, "frames_sent": link.frames}
                   for link in node.links.values()],
         "instances": replica.index.count,
-        "self_preservation": {"active": sp.active, "enabled": replica.preservation.enabled,
-                              "renewals_in_window": round(sp.renewals_in_window, 2), "expected": round(sp.expected, 2),
-                              "threshold": round(sp.threshold, 2), "transitions": replica.preservation.transitions},
+        "self_preservation": status_section(replica.preservation),
         "conflicts": counters.conflicts,
         "evictions": counters.evictions,
         "renewals": {"local": counters.renewals_local, "replicated": counters.renewals_replicated},
