@@ -11,6 +11,8 @@ from aiohttp import web
 from .collector import tune_garbage_collector
 from .errors import json_errors
 from .eureka_api import EurekaApi
+from .health_api import HealthApi
+from .metrics_api import MetricsApi
 from .node import Node
 from .peer_api import PeerApi
 from .settings import NodeSettings
@@ -22,14 +24,14 @@ log = logging.getLogger("apreg.node")
 
 def build_app(node: Node) -> web.Application:
     """The HTTP face of a node; the node's timers start and stop with the app."""
-    peer_api = PeerApi(node)
+    peer_api, metrics_api = PeerApi(node), MetricsApi(node)
 
     def count_reject() -> None:
         node.rejected.client += 1
 
-    app = web.Application(middlewares=[json_errors(count_reject), peer_api.authenticate],
+    app = web.Application(middlewares=[metrics_api.time_requests, json_errors(count_reject), peer_api.authenticate],
                           client_max_size=node.settings.max_peer_body_bytes)
-    for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node)):
+    for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node), HealthApi(node), metrics_api):
         api.add_routes(app)
 
     async def node_lifecycle(_: web.Application) -> AsyncIterator[None]:

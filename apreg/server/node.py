@@ -24,6 +24,7 @@ from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 from . import collector
 from .documents import DocumentCache
 from .feed import ChangeFeed
+from .instruments import Instruments
 from .preservation_view import describe_transition
 from .settings import NodeSettings
 
@@ -38,6 +39,16 @@ class RejectCounts:
     client: int = 0  # bad client requests (4xx)
     peer: int = 0  # malformed peer messages
     auth: int = 0  # peer messages refused for a missing or wrong signature
+
+
+@dataclass(slots=True)
+class AntiEntropyCounts:
+    """Records and renewals in anti-entropy replies, both ways, and the bytes of those we sent (the bytes of
+    those we received are counted by the transport)."""
+
+    items_received: int = 0
+    items_sent: int = 0
+    bytes_sent: int = 0
 
 
 @dataclass(slots=True)
@@ -74,6 +85,8 @@ class Node:
         self.links = {url: PeerLink(url) for url in settings.peers}
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
+        self.anti_entropy = AntiEntropyCounts()
+        self.metrics = Instruments()
         self._wake = {url: asyncio.Event() for url in settings.peers}
         self._flush_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,6 +95,26 @@ class Node:
         self._streams: dict[str, PeerStream] = {}
         self._sweeping = asyncio.Lock()
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
+
+    @property
+    def transport(self) -> PeerTransport | None:
+        return self._transport
+
+    @property
+    def in_sync(self) -> bool:
+        """The initial pull is done and no peer refuses our signature: a node whose peer turns its messages
+        away (a secret mismatch) is not in sync with it, whatever it pulled from the others."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the node is not ready (None when it is), for /readyz and its log."""
+        refusing = [link.url for link in self.links.values() if link.auth_refused]
+        if refusing:
+            return f"peer(s) {', '.join(refusing)} refuse this node's signature: the secrets differ"
+        if not self.replica.synced:
+            errors = "; ".join(f"{link.url}: {link.last_error or 'no answer yet'}" for link in self.links.values())
+            return f"initial pull from peers not finished ({errors})"
+        return None
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
@@ -169,7 +202,10 @@ class Node:
 
     def receive(self, message: Message) -> Message | None:
         """A message from a peer (POST or push stream); returns the reply to send back, if any."""
-        reply = self.replica.receive(message, self.now_ms())
+        now_ms = self.now_ms()
+        reply = self.replica.receive(message, now_ms)
+        if isinstance(message, Push) and message.delta.records:
+            self.metrics.observe_apply("push", message.delta.records, now_ms)
         self.committed(urgent=not isinstance(message, Push) or bool(message.delta.records))
         return reply
 
@@ -179,10 +215,13 @@ class Node:
         if isinstance(out.message, Digest):
             await self._pull(out.peer, out.message)
         elif isinstance(out.message, Push):
+            stream, start = self._streams[out.peer], time.perf_counter()
             try:
-                await self._streams[out.peer].send(out.message)
+                await stream.send(out.message)
             except PeerUnavailable:
-                pass
+                return
+            channel = "stream" if stream.link.streaming else "post"
+            self.metrics.push_duration.labels(channel).observe(time.perf_counter() - start)
 
     async def _pull(self, url: str, digest: Digest) -> None:
         """Send a digest and apply the pages it brings. While a page is applied the next one is already asked
@@ -198,7 +237,10 @@ class Node:
                 if reply.more:
                     next_page = asyncio.create_task(self._ask(url, self.replica.digest_for(url, ahead_of=reply)))
                 bulk = not self.replica.synced
-                self.replica.receive(reply, self.now_ms(), peer=url)
+                self.anti_entropy.items_received += len(reply.delta.records) + len(reply.delta.renewals)
+                now_ms = self.now_ms()
+                self.replica.receive(reply, now_ms, peer=url)
+                self.metrics.observe_apply("anti_entropy", reply.delta.records, now_ms)
                 if bulk:
                     collector.settle()  # the pulled records are long-lived: keep them out of collections
                 self.committed()
@@ -212,10 +254,13 @@ class Node:
 
     async def _ask(self, url: str, digest: Digest) -> Message | None:
         assert self._transport is not None
+        start = time.perf_counter()
         try:
-            return await self._transport.send(self.links[url], digest)
+            reply = await self._transport.send(self.links[url], digest)
         except PeerUnavailable:
             return None
+        self.metrics.digest_round_trip.observe(time.perf_counter() - start)
+        return reply
 
     async def _initial_sync(self) -> None:
         """Pull from every peer at once: a node that starts empty is in sync as soon as one answers."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from apreg.core.messages import Push
+from apreg.core.messages import DigestReply, Push
 from apreg.peer import auth, wire
 from apreg.peer.stream import CLOSE_TIMEOUT_S, STREAM_PATH
 from apreg.peer.transport import MESSAGES_PATH
@@ -21,6 +22,7 @@ from .node import Node
 
 log = logging.getLogger("apreg.peer")
 PEER_PREFIX = "/v1/peer"
+AUTH_LOG_INTERVAL_S = 10.0
 
 
 def is_peer_path(path: str) -> bool:
@@ -32,6 +34,7 @@ class PeerApi:
         self.node = node
         self.secret = node.settings.secret.encode() if node.settings.secret else None
         self.streams: set[web.WebSocketResponse] = set()
+        self._auth_logged: dict[str, tuple[float, int]] = {}  # peer address -> (last logged, refused since)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(MESSAGES_PATH, self.message)
@@ -46,8 +49,7 @@ class PeerApi:
         try:
             auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms())
         except auth.AuthError as exc:
-            self.node.rejected.auth += 1
-            log.warning("refused peer request from %s to %s: %s", request.remote, request.path, exc)
+            self.refused_auth(request.remote, f"request to {request.path}", exc)
             return error_response(401, "unauthorized", str(exc))
         return await handler(request)
 
@@ -64,8 +66,12 @@ class PeerApi:
         if reply is None:
             return web.Response(status=204)
         # The highest version both speak: an older peer gets what it reads, and learns nothing it must parse.
-        return web.Response(body=wire.encode(reply, wire.negotiate(frame.peer_versions)),
-                            content_type="application/msgpack")
+        encoded = wire.encode(reply, wire.negotiate(frame.peer_versions))
+        if isinstance(reply, DigestReply):
+            counts = self.node.anti_entropy
+            counts.items_sent += len(reply.delta.records) + len(reply.delta.renewals)
+            counts.bytes_sent += len(encoded)
+        return web.Response(body=encoded, content_type="application/msgpack")
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         """A peer's push stream: one push per binary frame, applied in order, nothing sent back."""
@@ -92,8 +98,7 @@ class PeerApi:
             try:
                 body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms())
             except auth.AuthError as exc:
-                self.node.rejected.auth += 1
-                log.warning("closing push stream from %s: %s", remote, exc)
+                self.refused_auth(remote, "push stream frame (closing the stream)", exc)
                 return False
         try:
             message = wire.decode(body)
@@ -104,6 +109,20 @@ class PeerApi:
         self.node.received.frames += 1
         self.node.receive(message)
         return True
+
+    def refused_auth(self, remote: str | None, what: str, exc: auth.AuthError) -> None:
+        """Count every refusal; log at most one line per peer address every AUTH_LOG_INTERVAL_S, with how many
+        were refused meanwhile (a peer with the wrong secret retries several times a second)."""
+        self.node.rejected.auth += 1
+        key = remote or "?"
+        now = time.monotonic()
+        logged_at, suppressed = self._auth_logged.get(key, (-AUTH_LOG_INTERVAL_S, 0))
+        if now - logged_at < AUTH_LOG_INTERVAL_S:
+            self._auth_logged[key] = (logged_at, suppressed + 1)
+            return
+        self._auth_logged[key] = (now, 0)
+        more = f"; {suppressed} more refused since the last report" if suppressed else ""
+        log.error("refused peer %s from %s: %s: is its secret different from ours?%s", what, key, exc, more)
 
     def _refuse(self, remote: str | None, reason: str) -> bool:
         """Count and log a frame that is not a valid push; it changes nothing and the stream stays open."""

@@ -1,0 +1,110 @@
+"""Operators' endpoints on live nodes: /healthz, /readyz, /metrics, and how a secret mismatch shows."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from apreg.server.metrics_api import MAX_APP_LABELS, OTHER_APPS
+from apreg.server.settings import NodeSettings
+
+from .harness import LocalCluster, eventually, free_port, instance_body
+
+
+async def _metrics(c: LocalCluster, node: int, path: str = "/metrics") -> dict[str, list]:
+    status, body, headers = await c.request(node, "GET", path)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
+    text = body.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for family in families.values():  # every series announced with HELP and TYPE (a counter's with `_total`)
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"# HELP {name} " in text and f"# TYPE {name} {family.type}" in text and family.documentation
+    return {name: f.samples for name, f in families.items()} | {"__families__": list(families.values())}
+
+
+async def test_probes_metrics_and_bounded_labels() -> None:
+    async with LocalCluster(2) as c:
+        assert await eventually(lambda: _ready(c, 1))
+        assert json.loads((await c.request(0, "GET", "/healthz"))[1]) == {"status": "serving", "node_id": "n0"}
+        sizes = {f"app{k:03d}": 1 if k >= MAX_APP_LABELS else 2 + (MAX_APP_LABELS - k) // 10
+                 for k in range(MAX_APP_LABELS + 10)}  # the last 10 apps are the smallest
+        for app, size in sizes.items():
+            for i in range(size):
+                await c.request(0, "POST", f"/eureka/apps/{app}", json_body=instance_body(app, f"{app}-{i}"))
+        await c.request(0, "PUT", "/eureka/apps/APP000/app000-0/status?value=OUT_OF_SERVICE")
+        for path in ("/eureka/apps/APP001/app001-0", "/eureka/apps/APP002/app002-0", "/no/such/path/123"):
+            await c.request(1, "GET", path)
+
+        async def replicated() -> bool:
+            return len(await c.ids(1)) == sum(sizes.values())
+        assert await eventually(replicated)
+        metrics = await _metrics(c, 1)
+        assert (await _metrics(c, 1, "/v1/metrics")).keys() == metrics.keys()
+        for family in metrics.pop("__families__"):
+            assert family.type != "counter" or all(s.name.endswith("_total") for s in family.samples)
+
+        by_app = {(s.labels["app"], s.labels["status"]): s.value for s in metrics["apreg_app_instances"]}
+        apps = {app for app, _ in by_app}
+        assert len(apps) == MAX_APP_LABELS + 1 and OTHER_APPS in apps
+        assert by_app[("APP000", "OUT_OF_SERVICE")] == 1 and by_app[("APP000", "UP")] == sizes["app000"] - 1
+        assert by_app[(OTHER_APPS, "UP")] == 10  # the ten smallest apps, one instance each
+        assert sum(by_app.values()) == metrics["apreg_instances"][0].value
+
+        routes = {s.labels["route"] for s in metrics["apreg_http_request_duration_seconds"]}
+        assert "/eureka/apps/{app}/{id}" in routes
+        assert "unmatched" in routes and not any("APP001" in r or "123" in r for r in routes)
+        lag = [s for s in metrics["apreg_replication_apply_lag_seconds"]
+               if s.name.endswith("_count") and s.labels["channel"] == "push"]
+        assert lag and lag[0].value > 0  # the registrations arrived at node 1 as eager pushes
+        assert metrics["apreg_in_sync"][0].value == 1 and metrics["apreg_self_preservation_active"][0].value == 0
+
+
+async def _ready(c: LocalCluster, node: int) -> bool:
+    return (await c.request(node, "GET", "/readyz"))[0] == 200
+
+
+async def test_readyz_is_503_with_a_reason_until_the_first_pull() -> None:
+    async with LocalCluster(2) as c:
+        c.isolate({0})
+        await c.kill(1)
+        await c.start(1)  # comes back empty and cannot reach node 0
+        status, body, _ = await c.request(1, "GET", "/readyz")
+        reply = json.loads(body)
+        assert status == 503 and reply["ready"] is False and "initial pull" in reply["reason"]
+        assert (await c.request(1, "GET", "/healthz"))[0] == 200  # it serves meanwhile
+        c.heal()
+        assert await eventually(lambda: _ready(c, 1))
+
+
+class TwoSecrets(LocalCluster):
+    """Node 1 was given another secret than node 0."""
+
+    def settings(self, i: int) -> NodeSettings:
+        return dataclasses.replace(super().settings(i), secret="right" if i == 0 else "wrong")
+
+
+async def test_a_secret_mismatch_is_reported_as_such_logged_at_a_bounded_rate_and_not_in_sync(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    async with TwoSecrets(2, anti_entropy_interval=0.05) as c:
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
+        await asyncio.sleep(2.0)
+        for node in (0, 1):
+            status = json.loads((await c.request(node, "GET", "/v1/status"))[1])
+            peer = status["peers"][0]
+            assert status["in_sync"] is False and peer["auth_refused"] is True
+            assert peer["last_error"].startswith("secret mismatch")
+            assert status["rejected"]["auth"] > 10  # the other keeps trying
+            code, body, _ = await c.request(node, "GET", "/readyz")
+            assert code == 503 and "secrets differ" in json.loads(body)["reason"]
+        assert await c.ids(1) == set()
+    lines = [r.getMessage() for r in caplog.records]
+    refusals = [m for m in lines if m.startswith("refused peer")]
+    assert 2 <= len(refusals) <= 6, refusals  # a line per peer address per 10 s, not one per request
+    assert all("secret different" in m for m in refusals)
+    assert sum("refuses our signature" in m for m in lines) == 2 and not any("unreachable: HTTP 401" in m
+                                                                            for m in lines)
