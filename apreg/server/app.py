@@ -4,12 +4,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+from dataclasses import replace
 from typing import AsyncIterator, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from apreg.logs import ACCESS_LOGGER, NODE
 
 from .collector import tune_garbage_collector
-from .errors import json_errors
+from .errors import Handler, json_errors
 from .eureka_api import EurekaApi
 from .health_api import HealthApi
 from .metrics_api import MetricsApi
@@ -29,7 +34,8 @@ def build_app(node: Node) -> web.Application:
     def count_reject() -> None:
         node.rejected.client += 1
 
-    app = web.Application(middlewares=[metrics_api.time_requests, json_errors(count_reject), peer_api.authenticate],
+    app = web.Application(middlewares=[name_requests(node.settings.name), metrics_api.time_requests,
+                                       json_errors(count_reject), peer_api.authenticate],
                           client_max_size=node.settings.max_peer_body_bytes)
     for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node), HealthApi(node), metrics_api):
         api.add_routes(app)
@@ -43,11 +49,38 @@ def build_app(node: Node) -> web.Application:
     return app
 
 
+def name_requests(name: str) -> Middleware:
+    """Log lines written while serving a request name this node (`apreg cluster` runs several per process)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        NODE.set(name)
+        return await handler(request)
+
+    return middleware
+
+
+def listen(settings: NodeSettings) -> tuple[socket.socket, NodeSettings]:
+    """Bind the node's socket first, so that with port 0 the node knows (and names itself by) its real port."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    return sock, replace(settings, port=sock.getsockname()[1])
+
+
 async def start_node(settings: NodeSettings) -> web.AppRunner:
-    """Start one node listening; logs one line with its URL."""
-    runner = web.AppRunner(build_app(Node(settings)), access_log=None, handle_signals=False)
+    """Start one node listening; logs one line with its URL (the port actually bound)."""
+    sock, settings = listen(settings)
+    NODE.set(settings.name)
+    access_log = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
+    runner = web.AppRunner(build_app(Node(settings)), access_log=access_log, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+    await web.SockSite(runner, sock).start()
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,
              ", ".join(settings.peers) or "none")
     return runner
@@ -64,6 +97,7 @@ async def run_nodes(all_settings: Sequence[NodeSettings]) -> None:
     try:
         for settings in all_settings:
             runners.append(await start_node(settings))
+        NODE.set("-")  # what follows is the process's, not one node's
         await stop.wait()
     finally:
         log.info("apreg stopping %d node(s)", len(runners))

@@ -16,7 +16,8 @@ import aiohttp
 
 from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
-from apreg.core.replica import Outgoing, Replica
+from apreg.core.replica import Action, Change, Outgoing, Replica
+from apreg.logs import NODE
 from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
@@ -31,6 +32,9 @@ from .settings import NodeSettings
 log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
 STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
+ACTIVITY_LOG_INTERVAL_S = 60.0
+ACTION_WORDS = {Action.REGISTER: "registered", Action.MODIFY: "metadata changes", Action.STATUS: "status changes",
+                Action.CANCEL: "cancelled", Action.EVICT: "evicted"}
 T = TypeVar("T")
 
 
@@ -95,6 +99,7 @@ class Node:
         self._streams: dict[str, PeerStream] = {}
         self._sweeping = asyncio.Lock()
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
+        self._activity: dict[Action, int] = {}  # changes applied since the last activity line, by action
 
     @property
     def transport(self) -> PeerTransport | None:
@@ -120,6 +125,7 @@ class Node:
 
     async def start(self) -> None:
         s = self.settings
+        NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
                                         aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
@@ -129,6 +135,7 @@ class Node:
                  self._every(collector.SETTLE_INTERVAL_S, collector.settle),
                  self._every(s.eviction_interval, self._eviction_pass),
                  self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
+                 self._every(ACTIVITY_LOG_INTERVAL_S, self._log_activity),
                  self._initial_sync()]
         loops += [self._pusher(url) for url in self.links]
         self._tasks = [asyncio.create_task(loop) for loop in loops]
@@ -167,6 +174,23 @@ class Node:
         changes = self.replica.take_changes()
         if changes:
             self.documents.note(changes, self.feed.publish(changes))
+            self._note_activity(changes)
+
+    def _note_activity(self, changes: list[Change]) -> None:
+        """A DEBUG line per change (a fleet registers thousands a minute), counts for the INFO summary."""
+        counts = self._activity
+        for change in changes:
+            counts[change.action] = counts.get(change.action, 0) + 1
+        if log.isEnabledFor(logging.DEBUG):
+            for change in changes:
+                log.debug("%s %s/%s", change.action.value, change.key.app, change.key.instance_id)
+
+    def _log_activity(self) -> None:
+        """At most one INFO line per ACTIVITY_LOG_INTERVAL_S, and only when something changed."""
+        if self._activity:
+            done = ", ".join(f"{count} {ACTION_WORDS[action]}" for action, count in self._activity.items())
+            log.info("last %g s: %s; %d instances", ACTIVITY_LOG_INTERVAL_S, done, self.replica.index.count)
+            self._activity = {}
 
     def _schedule_flush(self, delay: float) -> None:
         if delay <= 0:
