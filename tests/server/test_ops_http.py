@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import logging
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from apreg import logs
 from apreg.server.metrics_api import MAX_APP_LABELS, OTHER_APPS
 from apreg.server.settings import NodeSettings
 
@@ -108,3 +110,32 @@ async def test_a_secret_mismatch_is_reported_as_such_logged_at_a_bounded_rate_an
     assert all("secret different" in m for m in refusals)
     assert sum("refuses our signature" in m for m in lines) == 2 and not any("unreachable: HTTP 401" in m
                                                                             for m in lines)
+
+
+async def test_log_lines_name_their_node_one_debug_line_per_change_and_a_summary() -> None:
+    """Two nodes in one process (as `apreg cluster` runs them): each line names the node that logged it."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.addFilter(logs.NodeFilter())
+    handler.setFormatter(logging.Formatter(logs.TEXT_FORMAT))
+    node_log = logging.getLogger("apreg.node")
+    node_log.addHandler(handler)
+    node_log.setLevel(logging.DEBUG)
+    try:
+        async with LocalCluster(2) as c:
+            await c.request(0, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
+            await c.request(0, "DELETE", "/eureka/apps/ORDERS/o-1")
+            assert await eventually(lambda: _logged(lines, "[n1] apreg.node: cancel ORDERS/o-1"))
+            text = lines.getvalue()
+            assert "[n0] apreg.node: register ORDERS/o-1" in text and "[n1] apreg.node: register ORDERS/o-1" in text
+            c.nodes[0]._log_activity()  # the node's minute timer
+            assert "1 registered, 1 cancelled; 0 instances" in lines.getvalue()
+            c.nodes[0]._log_activity()  # nothing happened since: no line
+            assert lines.getvalue().count("registered, ") == 1
+    finally:
+        node_log.removeHandler(handler)
+        node_log.setLevel(logging.NOTSET)
+
+
+async def _logged(lines: io.StringIO, text: str) -> bool:
+    return text in lines.getvalue()
