@@ -33,6 +33,7 @@ log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
 STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
 ACTIVITY_LOG_INTERVAL_S = 60.0
+REFUSAL_MEMORY_S = 30.0  # a node that refused a peer's signed message this recently is not in sync with it
 ACTION_WORDS = {Action.REGISTER: "registered", Action.MODIFY: "metadata changes", Action.STATUS: "status changes",
                 Action.CANCEL: "cancelled", Action.EVICT: "evicted"}
 T = TypeVar("T")
@@ -43,6 +44,8 @@ class RejectCounts:
     client: int = 0  # bad client requests (4xx)
     peer: int = 0  # malformed peer messages
     auth: int = 0  # peer messages refused for a missing or wrong signature
+    auth_from: str = ""  # the address the latest of those came from
+    auth_at: float = float("-inf")  # monotonic time of the latest
 
 
 @dataclass(slots=True)
@@ -116,6 +119,10 @@ class Node:
         refusing = [link.url for link in self.links.values() if link.auth_refused]
         if refusing:
             return f"peer(s) {', '.join(refusing)} refuse this node's signature: the secrets differ"
+        refused_ago = time.monotonic() - self.rejected.auth_at
+        if refused_ago < REFUSAL_MEMORY_S:
+            return (f"this node refuses peer messages from {self.rejected.auth_from} (refused {refused_ago:.0f} s "
+                    "ago): is its secret different?")
         if not self.replica.synced:
             errors = "; ".join(f"{link.url}: {link.last_error or 'no answer yet'}" for link in self.links.values())
             return f"initial pull from peers not finished ({errors})"

@@ -113,9 +113,8 @@ class PeerApi:
     def refused_auth(self, remote: str | None, what: str, exc: auth.AuthError) -> None:
         """Count every refusal; log at most one line per peer address every AUTH_LOG_INTERVAL_S, with how many
         were refused meanwhile (a peer with the wrong secret retries several times a second)."""
-        self.node.rejected.auth += 1
-        key = remote or "?"
-        now = time.monotonic()
+        key, now, rejected = remote or "?", time.monotonic(), self.node.rejected
+        rejected.auth, rejected.auth_from, rejected.auth_at = rejected.auth + 1, key, now
         logged_at, suppressed = self._auth_logged.get(key, (-AUTH_LOG_INTERVAL_S, 0))
         if now - logged_at < AUTH_LOG_INTERVAL_S:
             self._auth_logged[key] = (logged_at, suppressed + 1)

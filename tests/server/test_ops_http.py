@@ -83,10 +83,16 @@ async def test_readyz_is_503_with_a_reason_until_the_first_pull() -> None:
 
 
 class TwoSecrets(LocalCluster):
-    """Node 1 was given another secret than node 0."""
+    """Node i was given secrets[i] (None: no secret)."""
+
+    secrets: tuple[str | None, ...] = ("right", "wrong")
 
     def settings(self, i: int) -> NodeSettings:
-        return dataclasses.replace(super().settings(i), secret="right" if i == 0 else "wrong")
+        return dataclasses.replace(super().settings(i), secret=self.secrets[i])
+
+
+class OneSecret(TwoSecrets):
+    secrets = ("right", None)
 
 
 async def test_a_secret_mismatch_is_reported_as_such_logged_at_a_bounded_rate_and_not_in_sync(
@@ -110,6 +116,19 @@ async def test_a_secret_mismatch_is_reported_as_such_logged_at_a_bounded_rate_an
     assert all("secret different" in m for m in refusals)
     assert sum("refuses our signature" in m for m in lines) == 2 and not any("unreachable: HTTP 401" in m
                                                                             for m in lines)
+
+
+async def test_a_node_refusing_a_peers_unsigned_pushes_does_not_claim_to_be_in_sync() -> None:
+    """Node 1 has no secret: it takes node 0's signed messages, but node 0 refuses all of node 1's."""
+    async with OneSecret(2) as c:
+        await c.request(1, "POST", "/eureka/apps/orders", json_body=instance_body("orders", "o-1"))
+        await asyncio.sleep(1.0)
+        refusing = json.loads((await c.request(0, "GET", "/v1/status"))[1])
+        assert refusing["in_sync"] is False and refusing["rejected"]["auth"] > 0
+        code, body, _ = await c.request(0, "GET", "/readyz")
+        assert code == 503 and "refuses peer messages from" in json.loads(body)["reason"]
+        refused = json.loads((await c.request(1, "GET", "/v1/status"))[1])
+        assert refused["in_sync"] is False and refused["peers"][0]["auth_refused"] is True
 
 
 async def test_log_lines_name_their_node_one_debug_line_per_change_and_a_summary() -> None:
