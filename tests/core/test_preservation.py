@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey
-from apreg.core.lease import renewal_credit
+from apreg.core.lease import eviction_cap, renewal_credit
 from apreg.core.preservation import SelfPreservation
 from apreg.core.replica import Replica
 from apreg.core.simnet import SimCluster
@@ -228,3 +230,38 @@ def test_every_transition_waits_to_be_taken_whichever_pass_found_it() -> None:
     taken = replica.preservation.take_transitions()
     assert [t.engaged for t in taken] == [True] and taken[0].status.instances == 20
     assert replica.preservation.take_transitions() == []
+
+
+@given(size=st.integers(1, 40), crashed=st.integers(1, 2), interval_s=st.sampled_from([10, 30]),
+       offset=st.integers(0, 59))
+def test_property_one_or_two_crashes_never_engage_and_are_evicted_one_lease_on(
+        size: int, crashed: int, interval_s: int, offset: int) -> None:
+    """Any registry size, either renewal interval (lease 3 intervals), crashes at any moment: self-preservation
+    never engages, and the dead are evicted at the first eviction pass after their lease ran out (the second
+    one for the second of two in a registry under 7, where a pass may evict only 1: the 15 % cap)."""
+    interval = interval_s * 1000
+    config = CoreConfig(renewal_interval_ms=interval, lease_duration_ms=3 * interval)
+    fleet = Fleet.start(size, interval, config)
+    crash = T0 + 2 * WINDOW + offset * 1000
+    fleet.run(T0, crash, step=1000)
+    dead = set(range(min(crashed, size)))
+    last = {i: fleet.replica.entries[InstanceKey("SVC", f"i-{i}")].anchor_ms for i in dead}
+    fleet.alive -= dead
+    trace = fleet.run(crash, crash + 6 * interval + 2 * WINDOW, step=1000)
+    assert not any(active for _, active in trace)
+    assert fleet.evicted_at.keys() == {f"i-{i}" for i in dead}
+    passes = 1 if eviction_cap(size, config.max_eviction_fraction) >= len(dead) else len(dead)
+    for i in dead:
+        assert last[i] + config.lease_duration_ms <= fleet.evicted_at[f"i-{i}"] \
+            <= max(last.values()) + config.lease_duration_ms + passes * 60_000 + 1000
+
+
+@given(size=st.integers(6, 60), silent_share=st.floats(0.5, 1.0), offset=st.integers(0, 29))
+def test_property_a_partition_silencing_half_or_more_engages_before_a_lease_runs_out(
+        size: int, silent_share: float, offset: int) -> None:
+    fleet = Fleet.start(size, 30_000)
+    silence = T0 + 2 * WINDOW + offset * 1000
+    fleet.run(T0, silence, step=1000)
+    fleet.alive = set(range(round(size * silent_share), size))
+    trace = fleet.run(silence, silence + 90_000, step=1000)
+    assert any(active for _, active in trace) and fleet.evicted_at == {}
