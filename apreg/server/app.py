@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 from apreg.logs import ACCESS_LOGGER, NODE
 
 from .collector import tune_garbage_collector
+from .dashboard_api import DashboardApi
 from .errors import Handler, json_errors
 from .eureka_api import EurekaApi
 from .health_api import HealthApi
@@ -37,7 +38,8 @@ def build_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[name_requests(node.settings.name), metrics_api.time_requests,
                                        json_errors(count_reject), peer_api.authenticate],
                           client_max_size=node.settings.max_peer_body_bytes)
-    for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node), HealthApi(node), metrics_api):
+    for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node), HealthApi(node), metrics_api,
+                DashboardApi(node)):
         api.add_routes(app)
 
     async def node_lifecycle(_: web.Application) -> AsyncIterator[None]:

@@ -90,6 +90,7 @@ class Node:
         self.documents = DocumentCache(self.replica, self.feed, refresh_ms=round(settings.renewal_interval * 1000),
                                        max_age_ms=round(settings.read_cache_max_age * 1000))
         self.links = {url: PeerLink(url) for url in settings.peers}
+        self.started = time.monotonic()
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
         self.anti_entropy = AntiEntropyCounts()

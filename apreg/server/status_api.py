@@ -1,6 +1,7 @@
 """`GET /v1/status`: what an operator (and `apreg status`) needs to judge a node at a glance."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +28,7 @@ def status_document(node: Node) -> dict[str, Any]:
         "node_id": node.settings.name,
         "replica_id": replica.replica_id,
         "url": node.settings.url,
+        "uptime_s": round(time.monotonic() - node.started, 1),
         "in_sync": node.in_sync,
         "peers": [{"url": link.url, "reachable": link.reachable, "replica_id": replica.peers[link.url].replica,
                    "failures": link.failures, "last_error": link.last_error, "sent": link.sent,
