@@ -77,22 +77,20 @@ class NodeCollector(Collector):
         yield gauge("change_log_head", "Sequence number of the latest change in this node's log", replica.log.head)
 
     def _instances_by_app_and_status(self) -> GaugeMetricFamily:
-        family = GaugeMetricFamily("apreg_app_instances", f"Visible instances by app and status (the "
-                                   f"{MAX_APP_LABELS} apps with most instances by name, the others summed as app={OTHER_APPS})",
-                                   labels=("app", "status"))
+        family = GaugeMetricFamily("apreg_app_instances", f"Visible instances by app and status: the "
+                                   f"{MAX_APP_LABELS} apps with most instances, the others summed as "
+                                   f"app={OTHER_APPS}", labels=("app", "status"))
         index = self.node.replica.index
-        largest = sorted(index.by_app, key=lambda app: (-len(index.by_app[app]), app))[:MAX_APP_LABELS]
+        named = set(sorted(index.by_app, key=lambda app: (-len(index.by_app[app]), app))[:MAX_APP_LABELS])
         others: dict[str, int] = {}
-        named = set(largest)
         for app, counts in index.app_status_counts.items():
-            if app in named:
-                for status, count in counts.items():
+            for status, count in counts.items():
+                if app in named:
                     family.add_metric((app, status.value), count)
-            else:
-                for status, count in counts.items():
+                else:
                     others[status.value] = others.get(status.value, 0) + count
-        for status, count in others.items():
-            family.add_metric((OTHER_APPS, status), count)
+        for value, count in others.items():
+            family.add_metric((OTHER_APPS, value), count)
         return family
 
     def _anti_entropy(self) -> Iterator[Metric]:

@@ -16,7 +16,8 @@ from tests.server.harness import LocalCluster, instance_body
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.async_api", reason="pip install -e '.[browser]'")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's chromium (apt-get install chromium)")
 
 SHORT = dict(eviction_interval=0.5, renewal_window=3.0)  # fleet leases: 1 s renewals, 3 s leases
 

@@ -49,7 +49,8 @@ async def test_status_prints_one_row_per_node(fake: FakeRegistry, capsys: pytest
     assert lines[2].split()[:3] == [dead, "-", "unreachable"]
 
 
-@pytest.mark.parametrize("command", [["ls"], ["status"], ["register", "x", "--host", "h", "--port", "1", "--wait", "0.5"]])
+@pytest.mark.parametrize("command", [["ls"], ["status"],
+                                     ["register", "x", "--host", "h", "--port", "1", "--wait", "0.5"]])
 async def test_no_registry_answering_is_one_line_and_exit_1(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     if command[0] == "register":  # signal handlers need the main thread: run it as a process
         proc = await asyncio.create_subprocess_exec(

@@ -23,10 +23,12 @@ T0 = 3_000_000
 
 def test_engages_below_threshold_and_holds_for_min_hold_windows() -> None:
     sp = SelfPreservation(WINDOW, 0.85, True, min_hold_windows=5)
-    assert not sp.update(T0, observed=170, expected=200, instances=100) and not sp.active  # exactly at the threshold: fine
+    # exactly at the threshold: fine
+    assert not sp.update(T0, observed=170, expected=200, instances=100) and not sp.active
     assert sp.update(T0 + 1, observed=169, expected=200, instances=100) and sp.active and not sp.allows_eviction
     assert sp.last.threshold == 170.0 and sp.last.renewals_in_window == 169
-    assert not sp.update(T0 + 1 + 5 * WINDOW - 1, observed=200, expected=200, instances=100) and sp.active  # recovered, held
+    # recovered, but held
+    assert not sp.update(T0 + 1 + 5 * WINDOW - 1, observed=200, expected=200, instances=100) and sp.active
     assert sp.update(T0 + 1 + 5 * WINDOW, observed=200, expected=200, instances=100) and not sp.active
     assert sp.transitions == 2
 

@@ -14,7 +14,7 @@ from apreg import logs
 from apreg.server.metrics_api import MAX_APP_LABELS, OTHER_APPS
 from apreg.server.settings import NodeSettings
 
-from .harness import LocalCluster, eventually, free_port, instance_body
+from .harness import LocalCluster, eventually, instance_body
 
 
 async def _metrics(c: LocalCluster, node: int, path: str = "/metrics") -> dict[str, list]:
