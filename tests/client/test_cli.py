@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from apreg.client.cli import add_commands
+from apreg.client.cli import _preservation_cell, add_commands
 
 from .conftest import free_port
 from .fake_registry import FakeRegistry, instance
@@ -78,3 +78,13 @@ async def test_register_renews_until_sigterm_then_cancels(fake: FakeRegistry) ->
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 10) == 0
     assert ("ORDERS", "o-cli") not in fake.instances
+
+
+def test_status_shows_self_preservation_in_words_and_no_empty_figures() -> None:
+    assert _preservation_cell({"active": False, "enabled": True, "expected": 0.0, "renewals_in_window": 0.0,
+                               "threshold": 0.0}) == "off"  # nothing to expect yet: no 0.0/0.0
+    assert _preservation_cell({"active": False, "enabled": True, "expected": 40.0, "renewals_in_window": 40.0,
+                               "threshold": 34.0}) == "off (40.0 renewals seen, 34.0 needed)"
+    assert _preservation_cell({"active": False, "enabled": False}) == "disabled"
+    assert _preservation_cell({"active": True, "since": "2026-01-01T10:00:00Z", "holds_until": "2026-01-01T10:05:00Z",
+                               "expected": 0.0}) == "ACTIVE since 2026-01-01T10:00:00Z, holds until 2026-01-01T10:05:00Z"
