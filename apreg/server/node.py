@@ -104,6 +104,7 @@ class Node:
         self._sweeping = asyncio.Lock()
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
         self._activity: dict[Action, int] = {}  # changes applied since the last activity line, by action
+        self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
 
     @property
     def transport(self) -> PeerTransport | None:
@@ -124,7 +125,7 @@ class Node:
         if refused_ago < REFUSAL_MEMORY_S:
             return (f"this node refuses peer messages from {self.rejected.auth_from} (refused {refused_ago:.0f} s "
                     "ago): is its secret different?")
-        if not self.replica.synced:
+        if not self.replica.synced and len(self._itself) < len(self.links):
             errors = "; ".join(f"{link.url}: {link.last_error or 'no answer yet'}" for link in self.links.values())
             return f"initial pull from peers not finished ({errors})"
         return None
@@ -224,7 +225,7 @@ class Node:
         while True:
             await wake.wait()
             wake.clear()
-            if not link.ready():
+            if not link.ready() or url in self._itself:
                 continue  # backing off: anti-entropy repairs this peer once it answers again
             push = self.replica.push_for(url, self.now_ms())
             if push is not None:
@@ -259,12 +260,15 @@ class Node:
         """Send a digest and apply the pages it brings. While a page is applied the next one is already asked
         for, so the peer encodes it meanwhile (a full pull takes about half as long as asking page by page). One
         pull per peer at a time: an anti-entropy round that comes due meanwhile would only fetch the same pages."""
-        if url in self._pulling:
+        if url in self._pulling or url in self._itself:
             return
         self._pulling.add(url)
         next_page: asyncio.Task[Message | None] | None = None
         try:
             reply = await self._ask(url, digest)
+            if isinstance(reply, DigestReply) and reply.delta.sender == self.replica.replica_id:
+                self._found_itself(url)
+                return
             while isinstance(reply, DigestReply):
                 if reply.more:
                     next_page = asyncio.create_task(self._ask(url, self.replica.digest_for(url, ahead_of=reply)))
@@ -283,6 +287,13 @@ class Node:
             self._pulling.discard(url)
             if next_page is not None:  # stopped (node shutting down) while a page was on its way
                 next_page.cancel()
+
+    def _found_itself(self, url: str) -> None:
+        """A peer URL that answers with our own replica id (a name or address of this host that the start-up
+        check could not tell): it is left out from now on, as Eureka leaves itself out of its peer list."""
+        self._itself.add(url)
+        self.links[url].last_error = "this node itself: ignored"
+        log.warning("peer %s is this node itself (it answered with our replica id): ignoring it", url)
 
     async def _ask(self, url: str, digest: Digest) -> Message | None:
         assert self._transport is not None

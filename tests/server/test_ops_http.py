@@ -7,14 +7,18 @@ import io
 import json
 import logging
 
+import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from apreg import logs
 from apreg.server.metrics_api import MAX_APP_LABELS, OTHER_APPS
+from apreg.server.app import build_app
+from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
 
-from .harness import LocalCluster, eventually, instance_body
+from .harness import LinkProxy, LocalCluster, eventually, free_port, instance_body
 
 
 async def _metrics(c: LocalCluster, node: int, path: str = "/metrics") -> dict[str, list]:
@@ -158,3 +162,29 @@ async def test_log_lines_name_their_node_one_debug_line_per_change_and_a_summary
 
 async def _logged(lines: io.StringIO, text: str) -> bool:
     return text in lines.getvalue()
+
+
+async def test_a_peer_url_that_reaches_this_node_itself_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    """Another name for this node (here a relay to its own port) passes the start-up check; its first answer
+    carries our own replica id, and from then on it is left out: logged once, shown, and the node is ready."""
+    port = free_port()
+    relay = LinkProxy(port)
+    await relay.start()
+    settings = NodeSettings(port=port, node_id="me", peers=(f"http://127.0.0.1:{relay.port}",),
+                            anti_entropy_interval=0.05)
+    runner = web.AppRunner(build_app(Node(settings)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def ignored() -> bool:
+                async with session.get(f"http://127.0.0.1:{port}/v1/status") as response:
+                    return (await response.json())["peers"][0]["last_error"] == "this node itself: ignored"
+            assert await eventually(ignored)
+            await asyncio.sleep(0.5)  # several anti-entropy rounds later
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                assert response.status == 200
+    finally:
+        await runner.cleanup()
+        await relay.stop()
+    assert sum("is this node itself" in r.getMessage() for r in caplog.records) == 1
