@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Sequence
@@ -15,6 +16,7 @@ from apreg import logs
 from apreg.client.cli import add_commands
 from apreg.server import settings as node_settings
 from apreg.server.app import run_nodes
+from apreg.server.users import add_user
 
 
 def _version() -> str:
@@ -43,11 +45,24 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
                              "under [apreg] (default none)")
 
 
+def _settings(args: argparse.Namespace) -> node_settings.NodeSettings:
+    return node_settings.load({f.field: getattr(args, f.field) for f in node_settings.FLAGS}, args.config)
+
+
 def _run_serve(args: argparse.Namespace) -> int:
-    flags = {f.field: getattr(args, f.field) for f in node_settings.FLAGS}
-    settings = node_settings.load(flags, args.config)
+    settings = _settings(args)
     logs.configure(settings.log_level, settings.log_format)
-    asyncio.run(run_nodes([settings]))
+    asyncio.run(run_nodes([settings], reload=lambda: _settings(args)))  # SIGHUP re-reads flags and config
+    return 0
+
+
+def _run_users_add(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+    add_user(args.file, args.name, args.role, password)
+    print(f"apreg: {args.name} ({args.role}) written to {args.file}")
     return 0
 
 
@@ -90,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one registry node")
     _serve_flags(serve)
     serve.set_defaults(func=_run_serve)
+    users = sub.add_parser("users", help="manage the --users file")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add_user = users_sub.add_parser("add", help="add or replace a user (asks for the password)")
+    add_user.add_argument("name", help="the user's name")
+    add_user.add_argument("--role", required=True, choices=["read", "write", "admin"], help="what it may do (required)")
+    add_user.add_argument("--file", default="users.toml", help="the users file (default users.toml)")
+    add_user.add_argument("--password-stdin", action="store_true",
+                          help="read the password from stdin (default: ask for it)")
+    add_user.set_defaults(func=_run_users_add)
     cluster = sub.add_parser("cluster", help="run N local peers wired together, in one process")
     cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     cluster.add_argument("--base-port", type=int, default=8761,
@@ -107,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.func is not _run_serve:  # serve's level and format may come from its config file
-        logs.configure(args.log_level, getattr(args, "log_format", "text"))
+        logs.configure(getattr(args, "log_level", "WARNING"), getattr(args, "log_format", "text"))
     try:
         return int(args.func(args))
     except (ValueError, OSError) as exc:

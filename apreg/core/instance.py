@@ -70,23 +70,6 @@ def shared_map(mapping: Mapping[K, V]) -> Mapping[K, V]:
     return found if found is not None else _remember(items, MappingProxyType(dict(items)))  # type: ignore
 
 
-def share_repeated(fields: dict[str, Any]) -> dict[str, Any]:
-    """Swap values that usually repeat across instances for one shared copy each; returns `fields`."""
-    for name in SHARED_STRING_FIELDS:
-        value = fields.get(name)
-        if type(value) is str:
-            fields[name] = sys.intern(value)
-    for name in SHARED_INT_FIELDS:
-        value = fields.get(name)
-        if type(value) is int:
-            fields[name] = _shared.get(value) or _remember(value, value)
-    for name in ("metadata", "data_center_metadata"):
-        value = fields.get(name)
-        if value is not None:
-            fields[name] = shared_map(value)
-    return fields
-
-
 class InstanceKey(NamedTuple):
     """The identity of an instance: app names are case-insensitive, so the app is stored upper-case.
 
@@ -152,7 +135,7 @@ class InstanceInfo:
 
     def to_dict(self) -> dict[str, object]:
         """Plain types only (for msgpack); the inverse of `from_dict`."""
-        out = {name: getattr(self, name) for name in _FIELD_NAMES}
+        out = {name: getattr(self, name) for name in FIELD_NAMES}
         out["status"] = self.status.value
         out["overridden_status"] = self.overridden_status.value
         out["metadata"] = dict(self.metadata)
@@ -161,42 +144,55 @@ class InstanceInfo:
 
     @staticmethod
     def from_dict(data: Mapping[str, object]) -> "InstanceInfo":
-        """Rebuild from `to_dict` output; raises KeyError/ValueError/TypeError on anything malformed.
-
-        Every replicated instance comes through here (100,000 in a full pull), so the type checks run as one C
-        loop over all fields, and the field-by-field walk runs only to name what failed."""
+        """Rebuild from `to_dict` output (or a decoder's field map); raises KeyError/ValueError/TypeError on
+        anything malformed. Fields left out take their defaults."""
         if not _FIELD_SET.issuperset(data):
             raise ValueError(f"unknown instance fields: {sorted(data.keys() - _FIELD_SET)}")
-        values = {**_DEFAULTS, **data}
-        values["status"] = _status(values["status"])
-        values["overridden_status"] = _status(values["overridden_status"])
-        for name in ("metadata", "data_center_metadata"):
-            mapping = values[name]
-            if not isinstance(mapping, dict) or not (
+        return InstanceInfo.from_values(list(_in_field_order({**_DEFAULTS, **data})))
+
+    @staticmethod
+    def from_values(values: list[Any]) -> "InstanceInfo":
+        """Build from the field values in `FIELD_NAMES` order (a version 2 peer frame lists them so); trailing
+        fields left out take their defaults. Takes `values` over: the list is changed in place.
+
+        Every replicated instance comes through here (100,000 in a full pull), so the type checks run as one C
+        loop over all fields, the field-by-field walk runs only to name what failed, and values that repeat
+        across instances are swapped for one shared copy each (as Eureka's deserializer interns strings)."""
+        if len(values) < len(FIELD_NAMES):
+            values.extend(_DEFAULT_VALUES[len(values):])
+        values[_STATUS], values[_OVERRIDDEN] = _status(values[_STATUS]), _status(values[_OVERRIDDEN])
+        for at in _MAP_AT:
+            mapping = values[at]
+            if not isinstance(mapping, (dict, MappingProxyType)) or not (
                 _ONLY_STR.issuperset(map(type, mapping)) and _ONLY_STR.issuperset(map(type, mapping.values()))
             ):
-                raise TypeError(f"{name} must map strings to strings")
-            values[name] = mapping or EMPTY
-        ordered = _in_field_order(share_repeated(values))
-        if not all(map(frozenset.__contains__, _ACCEPTED, map(type, ordered))):
-            name, value, accepted = next(item for item in zip(_FIELD_NAMES, ordered, _ACCEPTED)
+                raise TypeError(f"{FIELD_NAMES[at]} must map strings to strings")
+            values[at] = shared_map(mapping)
+        for at in _SHARED_STRINGS_AT:
+            if type(value := values[at]) is str:
+                values[at] = sys.intern(value)
+        for at in _SHARED_INTS_AT:
+            if type(value := values[at]) is int:
+                values[at] = _shared.get(value) or _remember(value, value)
+        if not all(map(frozenset.__contains__, _ACCEPTED, map(type, values))):
+            name, value, accepted = next(item for item in zip(FIELD_NAMES, values, _ACCEPTED)
                                          if type(item[1]) not in item[2])
             wanted = " or ".join(sorted(t.__name__ for t in accepted))
             raise TypeError(f"{name} must be {wanted}, not {type(value).__name__}")
-        for name, value in zip(_FIELD_NAMES[:4], ordered):  # app, instance_id, host_name, ip_addr
+        for name, value in zip(FIELD_NAMES[:4], values):  # app, instance_id, host_name, ip_addr
             if not value:
                 raise ValueError(f"{name} must be a non-empty string")
-        if ordered[0] != ordered[0].upper():
+        if values[0] != values[0].upper():
             raise ValueError("app must be upper-case")
         # What the frozen dataclass's __init__ does, without its per-field Python calls (about half the cost).
         info = object.__new__(InstanceInfo)
-        for put, value in zip(_SLOT_SETTERS, ordered):
+        for put, value in zip(_SLOT_SETTERS, values):
             put(info, value)
         return info
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))
-_FIELD_SET = frozenset(_FIELD_NAMES)
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))
+_FIELD_SET = frozenset(FIELD_NAMES)
 _STATUS_BY_NAME: dict[object, Status] = {status.value: status for status in Status}
 
 
@@ -214,14 +210,19 @@ def _plain_types() -> dict[str, tuple[type, ...]]:
 _PLAIN_TYPES = _plain_types()
 # Per field, in order, the exact types an instance holds once decoded (statuses resolved, maps shared).
 _ACCEPTED = tuple(frozenset(_PLAIN_TYPES.get(name, (MappingProxyType,) if name.endswith("metadata") else (Status,)))
-                  for name in _FIELD_NAMES)
+                  for name in FIELD_NAMES)
 # Every field's default, for the fields a peer leaves out; maps as plain dicts, as `to_dict` gives them.
 _DEFAULTS: dict[str, object] = {
     f.name: {} if f.default is dataclasses.MISSING and f.default_factory is _empty else f.default
     for f in dataclasses.fields(InstanceInfo) if f.default is not dataclasses.MISSING or f.default_factory is _empty}
-_in_field_order = operator.itemgetter(*_FIELD_NAMES)
+_DEFAULT_VALUES = tuple(_DEFAULTS.get(name) for name in FIELD_NAMES)  # the required four have none
+_in_field_order = operator.itemgetter(*FIELD_NAMES)
+_STATUS, _OVERRIDDEN = FIELD_NAMES.index("status"), FIELD_NAMES.index("overridden_status")
+_MAP_AT = tuple(FIELD_NAMES.index(name) for name in ("data_center_metadata", "metadata"))
+_SHARED_STRINGS_AT = tuple(FIELD_NAMES.index(name) for name in SHARED_STRING_FIELDS)
+_SHARED_INTS_AT = tuple(FIELD_NAMES.index(name) for name in SHARED_INT_FIELDS)
 _ONLY_STR = frozenset({str})
-_SLOT_SETTERS = tuple(InstanceInfo.__dict__[name].__set__ for name in _FIELD_NAMES)
+_SLOT_SETTERS = tuple(InstanceInfo.__dict__[name].__set__ for name in FIELD_NAMES)
 
 
 def _status(name: object) -> Status:

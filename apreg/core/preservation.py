@@ -35,6 +35,7 @@ once whichever pass (an eviction pass or a periodic check) detected it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 EVALUATIONS_PER_WINDOW = 20  # re-evaluated every window/20: a sliding window, not a fixed minute
 MAX_PENDING = 16  # transitions kept for the shell to take (a caller that never takes them keeps the latest)
@@ -84,16 +85,18 @@ class SelfPreservation:
     engaged_by: PreservationStatus | None = None  # the evaluation that engaged the mode, while it holds
     pending: list[Transition] = field(default_factory=list)
 
-    def update(self, now_ms: int, observed: float, expected: float, instances: int, longest_lease_ms: int = 0) -> bool:
-        """Re-evaluate with the window's sums over `instances` live leases; True when the mode engaged or released."""
-        figures = PreservationStatus(False, observed, expected, expected * self.renewal_threshold, instances, now_ms,
-                                     longest_lease_ms)
+    def update(self, now_ms: int, observed: float, expected: float, instances: int,
+               longest_lease: Callable[[], int] = lambda: 0) -> bool:
+        """Re-evaluate with the window's sums over `instances` live leases; True when the mode engaged or released.
+        `longest_lease` (of those leases) is asked for only on engaging, to bound the release."""
+        figures = PreservationStatus(False, observed, expected, expected * self.renewal_threshold, instances, now_ms)
         below = (self.enabled and observed < figures.threshold
                  and figures.instances_missing > self.min_missing_instances)
         held_long_enough = now_ms - self.engaged_at_ms >= self.min_hold_windows * self.window_ms
         changed = False
         if below and not self.active:
             self.active, self.engaged_at_ms, changed = True, now_ms, True
+            figures = replace(figures, longest_lease_ms=longest_lease())
         elif self.active and (not self.enabled or (not below and held_long_enough)):
             self.active, changed = False, True
         self.last = replace(figures, active=self.active)

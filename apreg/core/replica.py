@@ -22,7 +22,8 @@ from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
 from .index import RegistryIndex
-from .lease import Lease, eviction_cap, expected_renewals, renewal_credit
+from .ledger import LeaseLedger
+from .lease import Lease, eviction_cap
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
 from .sweep import EVICTIONS_PER_ENTRY, SWEEP_SLICE, Sweep, SweepOutcome
@@ -96,6 +97,7 @@ class Replica:
     replica_id: str = field(init=False)  # node id + incarnation: the id in version vectors, stamps and messages
     clock: HybridClock = field(init=False)
     preservation: SelfPreservation = field(init=False)
+    leases: LeaseLedger[InstanceKey] = field(init=False)  # what self-preservation and eviction read
     peers: dict[str, PeerState] = field(init=False)
     watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
     _first_vv: VersionVector = field(init=False)  # the vector of every first write here, shared (memory)
@@ -110,6 +112,8 @@ class Replica:
     _next_peer: int = 0
     _flushed_head: int = 0
     _preservation_due: int = 0
+    _last_pass_ms: int = 0  # when the shell last asked for a pass
+    _resumed_ms: int | None = None  # when a pass found the node had been stopped (see _evictions_held)
 
     def __post_init__(self) -> None:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
@@ -119,8 +123,21 @@ class Replica:
         self.preservation = SelfPreservation(config.renewal_window_ms, config.renewal_threshold,
                                              config.self_preservation, config.min_hold_windows,
                                              config.min_missing_instances)
+        self.leases = LeaseLedger(config.renewal_window_ms)
         self.peers = {name: PeerState() for name in self.peer_names}
         self.synced = not self.peer_names
+
+    def set_peers(self, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+        """Peers added or removed at runtime (DNS, a reloaded config); returns (added, removed). A new peer
+        starts with nothing pushed to it: its first push finds it too far behind and leaves it to a pull."""
+        added = [name for name in names if name not in self.peers]
+        removed = [name for name in self.peers if name not in names]
+        for name in removed:
+            del self.peers[name]
+        for name in added:
+            self.peers[name] = PeerState()
+        self.peer_names = tuple(self.peers)
+        return added, removed
 
     # ----- reads -------------------------------------------------------------------------------------------
 
@@ -187,6 +204,7 @@ class Replica:
             return False
         entry = self.entries[key]
         self._renewed(entry, self.clock.tick(now_ms), now_ms)
+        self.leases.renewed(key, now_ms, now_ms)
         self.log.note(entry, record=False, renewal=True)
         return True
 
@@ -246,8 +264,16 @@ class Replica:
             self.index.show(entry, shown.info if shown is not None else None, record.info)
         if renewed is not None:
             self._renewed(entry, renewed, now_ms)
+        if record.info is None:
+            self.leases.untrack(key)
+        else:
+            self._track(entry, record.info, now_ms)
         self.log.note(entry, record=True, renewal=renewed is not None or renewal_to_log)
         self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
+
+    def _track(self, entry: Entry, info: InstanceInfo, now_ms: int) -> None:
+        self.leases.track(entry.key, entry.first_seen_ms, entry.anchor_ms, self.renewal_interval_ms(info),
+                          self.lease_duration_ms(info), now_ms)
 
     def _unevict(self, entry: Entry) -> None:
         entry.evicted = False
@@ -300,11 +326,16 @@ class Replica:
         self.counters.renewals_replicated += 1
         unlogged[key] = entry
         record = entry.record
-        if entry.evicted and record is not None and record.info is not None:
+        if record is None or record.info is None:
+            return True
+        if entry.evicted:
             self._unevict(entry)  # it renewed somewhere after we evicted it: it comes back
             entry.first_seen_ms = now_ms
             self.index.show(entry, None, record.info)
+            self._track(entry, record.info, now_ms)
             self._emit(key, Action.REGISTER, record, now_ms, record.info)
+        else:
+            self.leases.renewed(key, entry.anchor_ms, now_ms)
         return True
 
     def _apply_delta(self, delta: Delta, now_ms: int) -> None:
@@ -483,19 +514,16 @@ class Replica:
     # ----- time: leases, eviction, self-preservation, garbage collection ------------------------------------
 
     def sweep(self, now_ms: int, budget: int = SWEEP_SLICE) -> SweepOutcome | None:
-        """Advance the pass over all entries by at most `budget` of them (starting one if none is running).
-
-        None while the pass is unfinished. Once every entry has been read, self-preservation is re-evaluated
-        with the pass's sums and, if an eviction was requested meanwhile and is allowed, the oldest expired
-        leases (at most the capped share) are evicted, `budget // EVICTIONS_PER_ENTRY` per call, so the
-        caller can publish each call's changes before the next (see sweep.py)."""
+        """Advance the lease ledger to `now_ms` by at most `budget` breakpoints, then re-evaluate self-preservation
+        and, if an eviction was requested meanwhile and is allowed, evict the oldest expired leases (at most the
+        capped share), `budget // EVICTIONS_PER_ENTRY` per call. None while unfinished, so the caller can publish
+        each call's changes before the next (see sweep.py)."""
+        self._note_gap(now_ms)
         sweep = self._sweep
         if sweep is None:
-            sweep = self._sweep = Sweep(list(self.entries.values()))
-        if not sweep.scanned:
-            self._sweep_slice(sweep, now_ms, budget)
-            if not sweep.scanned:
+            if not self.leases.advance(now_ms, budget):
                 return None
+            sweep = self._sweep = Sweep()
             self._decide(sweep, now_ms)
         else:
             self._evict_some(sweep, now_ms, max(1, budget // EVICTIONS_PER_ENTRY))
@@ -508,42 +536,46 @@ class Replica:
         """Evict expired leases when the current (or next) pass ends: an eviction pass, in slices."""
         self._eviction_requested = True
 
-    def _sweep_slice(self, sweep: Sweep, now_ms: int, budget: int) -> None:
-        window = self.config.renewal_window_ms
-        end = min(len(sweep.entries), sweep.position + budget)
-        expected = observed = 0.0
-        live = longest = 0
-        for entry in sweep.entries[sweep.position:end]:
-            record = entry.record
-            if record is None or entry.evicted or record.info is None:
-                continue  # a tombstone, evicted here, or forgotten since the pass began
-            info = record.info
-            lease = self.lease_duration_ms(info)
-            if entry.expired(now_ms, lease):
-                sweep.expired.append((entry.anchor_ms, entry.key))
-                continue
-            interval = self.renewal_interval_ms(info)
-            live += 1
-            longest = max(longest, lease)
-            expected += expected_renewals(now_ms, entry.first_seen_ms, window, interval)
-            observed += renewal_credit(now_ms, entry.anchor_ms, entry.first_seen_ms, window, interval)
-        sweep.position = end
-        sweep.expected += expected
-        sweep.observed += observed
-        sweep.live += live
-        sweep.longest_lease_ms = max(sweep.longest_lease_ms, longest)
-
     def _decide(self, sweep: Sweep, now_ms: int) -> None:
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
-        sweep.preservation_changed = self.preservation.update(now_ms, sweep.observed, sweep.expected, sweep.live,
-                                                              sweep.longest_lease_ms)
+        observed, expected = self.leases.sums()
+        sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(self.leases.terms),
+                                                              self._longest_lease)
         if self._eviction_requested:
             self._eviction_requested = False
-            if self.preservation.allows_eviction:
+            if self.preservation.allows_eviction and not self._evictions_held(now_ms):
                 cap = eviction_cap(self.index.count, self.config.max_eviction_fraction)
-                sweep.victims = sorted(sweep.expired)[:cap]
+                # Cost grows with what has expired, not with the registry: the ledger keeps them apart.
+                sweep.victims = sorted((term.anchor_ms, key) for key, term in self.leases.expired.items())[:cap]
                 sweep.victims.reverse()  # oldest last: taken from the end
+
+    def _longest_lease(self) -> int:
+        """The longest live lease: a scan, asked for only when self-preservation engages (to say by when it
+        releases), never on a regular pass."""
+        return max((term.duration_ms for term in self.leases.terms.values()), default=0)
+
+    def _note_gap(self, now_ms: int) -> None:
+        """Passes come every window/EVALUATIONS_PER_WINDOW; three missed means the process was stopped (SIGSTOP,
+        a frozen VM, a long stall), and the renewals it missed are still on their way to it."""
+        gap = 3 * max(1, self.config.renewal_window_ms // EVALUATIONS_PER_WINDOW)
+        if self._last_pass_ms and now_ms - self._last_pass_ms > gap:
+            self._resumed_ms = now_ms
+        self._last_pass_ms = max(self._last_pass_ms, now_ms)
+
+    def _evictions_held(self, now_ms: int) -> bool:
+        """After a stop, evict nothing until every peer we know has sent us a delta since (or one lease duration
+        has passed, so a dead peer cannot hold eviction forever): every lease looks expired to a node that slept
+        through its renewals, and with nothing expected self-preservation cannot catch that (I4)."""
+        resumed = self._resumed_ms
+        if resumed is None:
+            return False
+        heard = all(self._heard_ms.get(state.replica, -1) >= resumed for state in self.peers.values()
+                    if state.replica)
+        if heard or now_ms - resumed >= self.config.lease_duration_ms:
+            self._resumed_ms = None
+            return False
+        return True
 
     def _evict_some(self, sweep: Sweep, now_ms: int, count: int) -> None:
         """Evict up to `count` of the chosen leases, oldest first, each if still expired and visible now."""
@@ -556,6 +588,7 @@ class Replica:
                 continue
             entry.evicted = True
             self._evicted_at[key] = now_ms
+            self.leases.untrack(key)
             self.index.hide(entry, record.info)
             self.counters.evictions += 1
             self._emit(key, Action.EVICT, record, now_ms, record.info)

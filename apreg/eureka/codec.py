@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from apreg.core.instance import InstanceInfo, Status, share_repeated
+from apreg.core.instance import InstanceInfo, Status
 
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
@@ -78,6 +78,13 @@ class InstanceView:
 def parse_register(body: bytes, content_type: str | None, path_app: str, now_ms: int) -> InstanceInfo:
     """Decode and validate a register body (`{"instance": {...}}` or `<instance>`) for `POST apps/{path_app}`."""
     raw = _load_json(body) if _body_format(body, content_type) == "json" else _load_xml(body)
+    return _build_instance(raw, path_app, now_ms)
+
+
+def parse_instance(raw: Any, path_app: str, now_ms: int) -> InstanceInfo:
+    """An instance already out of its envelope (a peer batch's `instanceInfo`), validated as a register body."""
+    if not isinstance(raw, dict):
+        raise CodecError("missing_field", "instanceInfo must be an object")
     return _build_instance(raw, path_app, now_ms)
 
 
@@ -215,7 +222,7 @@ def _build_instance(raw: Mapping[str, Any], path_app: str, now_ms: int) -> Insta
     }
     optional.update((attr, _optional_str(raw, wire)) for wire, attr in AUTO_STRINGS)
     fields.update((key, value) for key, value in optional.items() if value is not None)
-    return InstanceInfo(**share_repeated(fields))
+    return InstanceInfo.from_dict(fields)
 
 
 def _instance_id(

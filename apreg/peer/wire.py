@@ -37,7 +37,6 @@ from apreg.core.record import Record
 WIRE_VERSIONS = range(1, 3)  # the versions this node reads and writes
 OLDEST, NEWEST = WIRE_VERSIONS[0], WIRE_VERSIONS[-1]
 MAX_ITEMS = 100_000  # records or renewals in one frame
-_TIMESTAMP_FIELDS = ("last_updated_timestamp", "last_dirty_timestamp", "registered_ms")
 
 # Version 2's instance layout. Append only (see the module docstring); tests pin it against golden frames.
 INSTANCE_FIELDS = ("app", "instance_id", "host_name", "ip_addr", "status", "overridden_status", "port",
@@ -49,6 +48,8 @@ INSTANCE_FIELDS = ("app", "instance_id", "host_name", "ip_addr", "status", "over
 V1_FIELDS = frozenset(INSTANCE_FIELDS[:29])  # what a version 1 node knows: it refuses any other field
 REQUIRED_FIELDS = 4  # app, instance id, host name, ip address: a shorter list is not an instance
 MAX_INSTANCE_FIELDS = 64  # a newer peer's list may be longer than ours, but not without bound
+_TIMESTAMPS_AT = tuple(INSTANCE_FIELDS.index(name) for name in ("last_updated_timestamp", "last_dirty_timestamp",
+                                                                  "registered_ms"))
 _values = attrgetter(*INSTANCE_FIELDS)  # one C call per instance; statuses pack as their (str) values
 _ONLY_STR, _ONLY_INT = frozenset({str}), frozenset({int})  # exact types: a bool is no counter
 
@@ -184,12 +185,8 @@ def _record(item: Any, shared: dict[object, Any], version: int) -> Record:
         key = InstanceKey(sys.intern(_str(app)), _str(instance_id))
         decoded = None
     else:
-        raw = _map(info) if version == 1 else _named(info)
-        for name in _TIMESTAMP_FIELDS:  # usually equal to the stamp's wall time: one int for both
-            value = raw.get(name)
-            if type(value) is int:
-                raw[name] = shared.setdefault(value, value)
-        decoded = InstanceInfo.from_dict(raw)
+        decoded = InstanceInfo.from_dict(_map(info)) if version == 1 else InstanceInfo.from_values(
+            _listed(info, shared))
         key = decoded.key  # shares the instance's strings
         if key != (app, instance_id):
             raise WireError("record key does not match its instance")
@@ -203,11 +200,17 @@ def _is_vector(vv: Any) -> bool:
         map(type, vv.values())) and (not vv or 0 < min(vv.values()) <= max(vv.values()) < 2**63)
 
 
-def _named(values: Any) -> dict[str, Any]:
-    """A version 2 instance as the field map `InstanceInfo.from_dict` checks (see the rule for unknown fields)."""
+def _listed(values: Any, shared: dict[object, Any]) -> list[Any]:
+    """A version 2 instance's values, as many as `InstanceInfo.from_values` takes (see the rule for unknown
+    fields: a newer peer's trailing values drop out), its timestamps shared with the frame's equal ones."""
     if not isinstance(values, list) or not REQUIRED_FIELDS <= len(values) <= MAX_INSTANCE_FIELDS:
         raise WireError(f"an instance must list {REQUIRED_FIELDS} to {MAX_INSTANCE_FIELDS} values")
-    return dict(zip(INSTANCE_FIELDS, values))  # zip stops at the shorter: unknown trailing values drop out
+    if len(values) > len(INSTANCE_FIELDS):
+        del values[len(INSTANCE_FIELDS):]
+    for at in _TIMESTAMPS_AT:  # usually equal to the stamp's wall time: one int for both
+        if at < len(values) and type(value := values[at]) is int:
+            values[at] = shared.setdefault(value, value)
+    return values
 
 
 def _renewal(item: Any, shared: dict[object, Any]) -> RenewalUpdate:

@@ -6,23 +6,27 @@ import logging
 import signal
 import socket
 from dataclasses import replace
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from apreg.logs import ACCESS_LOGGER, NODE
 
+from .client_auth import client_auth
 from .collector import tune_garbage_collector
 from .dashboard_api import DashboardApi
 from .errors import Handler, json_errors
 from .eureka_api import EurekaApi
+from .eureka_peers_api import EurekaPeerApi
 from .health_api import HealthApi
 from .metrics_api import MetricsApi
 from .node import Node
 from .peer_api import PeerApi
 from .settings import NodeSettings
 from .status_api import StatusApi
+from .tls import server_context
+from .users import Users
 from .watch_api import WatchApi
 
 log = logging.getLogger("apreg.node")
@@ -35,11 +39,16 @@ def build_app(node: Node) -> web.Application:
     def count_reject() -> None:
         node.rejected.client += 1
 
-    app = web.Application(middlewares=[name_requests(node.settings.name), metrics_api.time_requests,
-                                       json_errors(count_reject), peer_api.authenticate],
-                          client_max_size=node.settings.max_peer_body_bytes)
-    for api in (EurekaApi(node), peer_api, StatusApi(node), WatchApi(node), HealthApi(node), metrics_api,
-                DashboardApi(node)):
+    middlewares = [name_requests(node.settings.name), metrics_api.time_requests, json_errors(count_reject),
+                   peer_api.authenticate]
+    if node.settings.users:
+        middlewares.insert(3, client_auth(node, Users.load(node.settings.users)))
+    else:
+        log.warning("node %s: no --users file, so every client may read and write the registry",
+                    node.settings.name)
+    app = web.Application(middlewares=middlewares, client_max_size=node.settings.max_peer_body_bytes)
+    for api in (EurekaApi(node), EurekaPeerApi(node), peer_api, StatusApi(node), WatchApi(node), HealthApi(node),
+                metrics_api, DashboardApi(node)):
         api.add_routes(app)
 
     async def node_lifecycle(_: web.Application) -> AsyncIterator[None]:
@@ -75,33 +84,48 @@ def listen(settings: NodeSettings) -> tuple[socket.socket, NodeSettings]:
     return sock, replace(settings, port=sock.getsockname()[1])
 
 
-async def start_node(settings: NodeSettings) -> web.AppRunner:
+async def start_node(settings: NodeSettings) -> tuple[web.AppRunner, Node]:
     """Start one node listening; logs one line with its URL (the port actually bound)."""
     sock, settings = listen(settings)
     NODE.set(settings.name)
+    node = Node(settings)
     access_log = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
-    runner = web.AppRunner(build_app(Node(settings)), access_log=access_log, handle_signals=False)
+    runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=server_context(settings)).start()
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,
              ", ".join(settings.peers) or "none")
-    return runner
+    return runner, node
 
 
-async def run_nodes(all_settings: Sequence[NodeSettings]) -> None:
-    """Run nodes until SIGTERM or SIGINT, then stop them cleanly."""
+async def run_nodes(all_settings: Sequence[NodeSettings],
+                    reload: Callable[[], NodeSettings] | None = None) -> None:
+    """Run nodes until SIGTERM or SIGINT, then stop them cleanly. With `reload` (one node), SIGHUP reads the
+    settings again and the node's peers follow them, without a restart."""
     tune_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runners = []
+    started: list[tuple[web.AppRunner, Node]] = []
     try:
         for settings in all_settings:
-            runners.append(await start_node(settings))
+            started.append(await start_node(settings))
+        if reload is not None and len(started) == 1:
+            loop.add_signal_handler(signal.SIGHUP, _reload_peers, started[0][1], reload)
         NODE.set("-")  # what follows is the process's, not one node's
         await stop.wait()
     finally:
-        log.info("apreg stopping %d node(s)", len(runners))
-        for runner in runners:
+        log.info("apreg stopping %d node(s)", len(started))
+        for runner, _ in started:
             await runner.cleanup()
+
+
+def _reload_peers(node: Node, reload: Callable[[], NodeSettings]) -> None:
+    try:
+        fresh = reload()
+    except (ValueError, TypeError, OSError) as exc:
+        log.error("node %s: SIGHUP: settings not reloaded, peers unchanged: %s", node.settings.name, exc)
+        return
+    node.settings = replace(node.settings, peers=fresh.peers)
+    node.set_peers(fresh.peers)

@@ -15,6 +15,7 @@ from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey, Status
 from apreg.eureka import codec, render
 from apreg.eureka.gzip_join import Piece, gzip_member, inflate
+from apreg.eureka.replication import Action
 
 from .documents import Built, SmallDocument, SmallDocuments, entry_view
 from .errors import error_response, read_body
@@ -62,38 +63,50 @@ class EurekaApi:
         info = codec.parse_register(body, request.content_type, request.match_info["app"], now)
         self.replica.register(info, now)
         self.node.committed()
+        self.node.forward(request.headers, Action.REGISTER, info.key)
         return web.Response(status=204)
 
     async def renew(self, request: web.Request) -> web.Response:
         last_dirty = codec.parse_timestamp(request.query.get("lastDirtyTimestamp"), "lastDirtyTimestamp")
-        renewed = self.replica.renew(_key(request), self.node.now_ms(), last_dirty)
+        key = _key(request)
+        renewed = self.replica.renew(key, self.node.now_ms(), last_dirty)
         if not renewed:
             return web.Response(status=404)  # empty: Eureka clients re-register on it
         self.node.committed(urgent=False)
+        self.node.forward(request.headers, Action.HEARTBEAT, key)
         return web.Response(status=200)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        return self._done(self.replica.cancel(_key(request), self.node.now_ms()), request)
+        key = _key(request)
+        return self._done(self.replica.cancel(key, self.node.now_ms()), request, Action.CANCEL, key)
 
     async def set_status(self, request: web.Request) -> web.Response:
         status = codec.parse_status(request.query.get("value"), required=True)
         assert status is not None
-        return self._done(self.replica.set_status(_key(request), status, self.node.now_ms()), request)
+        key = _key(request)
+        return self._done(self.replica.set_status(key, status, self.node.now_ms()), request, Action.STATUS_UPDATE,
+                          key)
 
     async def remove_status(self, request: web.Request) -> web.Response:
         fallback = codec.parse_status(request.query.get("value"), required=False) or Status.UNKNOWN
-        return self._done(self.replica.remove_status(_key(request), fallback, self.node.now_ms()), request)
+        key = _key(request)
+        return self._done(self.replica.remove_status(key, fallback, self.node.now_ms()), request,
+                          Action.DELETE_STATUS_OVERRIDE, key)
 
     async def update_metadata(self, request: web.Request) -> web.Response:
         changes = dict(request.query)
         if len(changes) > MAX_METADATA_PARAMS:
             raise codec.CodecError("invalid_metadata", f"at most {MAX_METADATA_PARAMS} metadata entries per update")
-        return self._done(self.replica.update_metadata(_key(request), changes, self.node.now_ms()), request)
+        key = _key(request)
+        # Eureka replicates a metadata change as a Register of the whole instance (InstanceResource).
+        return self._done(self.replica.update_metadata(key, changes, self.node.now_ms()), request, Action.REGISTER,
+                          key)
 
-    def _done(self, found: bool, request: web.Request) -> web.Response:
+    def _done(self, found: bool, request: web.Request, action: Action, key: InstanceKey) -> web.Response:
         if not found:
             return _not_found(request)
         self.node.committed()
+        self.node.forward(request.headers, action, key)
         return web.Response(status=200)
 
     # ----- reads ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.record import Record
@@ -35,6 +36,7 @@ class Subscription:
     app: str | None
     queue: asyncio.Queue[FeedEvent | None] = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE))
     overflowed: bool = False
+    on_overflow: Callable[[], None] | None = None  # the reader may be stuck writing to a peer that never reads
 
     def offer(self, event: FeedEvent) -> None:
         if self.overflowed or (self.app is not None and event.key.app != self.app):
@@ -44,6 +46,8 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True
             self.end()  # the reader sends "resync" and closes
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     def end(self) -> None:
         """Wake the reader with the end-of-stream marker (None), dropping whatever it had not read."""

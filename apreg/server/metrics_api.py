@@ -55,7 +55,8 @@ class NodeCollector(Collector):
                       replica.clock.skew_rejections)
         rejected = CounterMetricFamily("apreg_rejected", "Inputs refused, by kind", labels=("kind",))
         for kind, value in (("client", node.rejected.client), ("peer", node.rejected.peer),
-                            ("auth", node.rejected.auth), ("replicated_item", counters.rejected_items)):
+                            ("auth", node.rejected.auth), ("client_auth", node.rejected.client_auth),
+                            ("replicated_item", counters.rejected_items)):
             rejected.add_metric((kind,), value)
         yield rejected
         received = CounterMetricFamily("apreg_peer_messages_received", "Peer messages taken in, by channel",

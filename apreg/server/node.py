@@ -10,32 +10,37 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Generator, TypeVar
+from typing import Any, Callable, Coroutine, Generator, TypeVar
 
 import aiohttp
 
+from apreg.core.instance import InstanceKey
 from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
-from apreg.core.replica import Action, Change, Outgoing, Replica
+from apreg.core.replica import Action as ChangeKind, Change, Outgoing, Replica
+from apreg.eureka.replication import Action
 from apreg.logs import NODE
 from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
 from . import collector
+from .discovery import Resolver, peers_from_dns, system_resolver
 from .documents import DocumentCache
+from .eureka_peers import EurekaReplicator, is_replication
 from .feed import ChangeFeed
 from .instruments import Instruments
 from .preservation_view import describe_transition
 from .settings import NodeSettings
+from .tls import client_context
 
 log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
 STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
 ACTIVITY_LOG_INTERVAL_S = 60.0
 REFUSAL_MEMORY_S = 30.0  # a node that refused a peer's signed message this recently is not in sync with it
-ACTION_WORDS = {Action.REGISTER: "registered", Action.MODIFY: "metadata changes", Action.STATUS: "status changes",
-                Action.CANCEL: "cancelled", Action.EVICT: "evicted"}
+ACTION_WORDS = {ChangeKind.REGISTER: "registered", ChangeKind.MODIFY: "metadata changes",
+                ChangeKind.STATUS: "status changes", ChangeKind.CANCEL: "cancelled", ChangeKind.EVICT: "evicted"}
 T = TypeVar("T")
 
 
@@ -44,6 +49,7 @@ class RejectCounts:
     client: int = 0  # bad client requests (4xx)
     peer: int = 0  # malformed peer messages
     auth: int = 0  # peer messages refused for a missing or wrong signature
+    client_auth: int = 0  # client requests refused for a missing or wrong password, or a role short of it
     auth_from: str = ""  # the address the latest of those came from
     auth_at: float = float("-inf")  # monotonic time of the latest
 
@@ -80,9 +86,11 @@ async def run_steps(steps: Generator[None, None, T]) -> T:
 
 
 class Node:
-    def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms) -> None:
+    def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms,
+                 resolver: Resolver = system_resolver) -> None:
         self.settings = settings
         self.now_ms = clock
+        self.resolver = resolver
         incarnation = f"{time.time_ns():x}{os.urandom(2).hex()}"
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
                                fanout=settings.fanout)
@@ -103,8 +111,12 @@ class Node:
         self._streams: dict[str, PeerStream] = {}
         self._sweeping = asyncio.Lock()
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
-        self._activity: dict[Action, int] = {}  # changes applied since the last activity line, by action
+        self._activity: dict[ChangeKind, int] = {}  # changes applied since the last activity line, by action
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
+        self._pushers: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.committed,
+                                             settings.peer_timeout) if settings.eureka_peers else None
 
     @property
     def transport(self) -> PeerTransport | None:
@@ -135,10 +147,12 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
+                                                                             ssl=client_context(s)))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
                                         aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
         self._streams = {url: PeerStream(link, self._transport) for url, link in self.links.items()}
+        self._pushers = {url: asyncio.create_task(self._pusher(url)) for url in self.links}
         loops = [self._every(s.anti_entropy_interval, self._anti_entropy_round),
                  self._every(s.renewal_interval / 4, self._refresh_documents),
                  self._every(collector.SETTLE_INTERVAL_S, collector.settle),
@@ -146,13 +160,17 @@ class Node:
                  self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
                  self._every(ACTIVITY_LOG_INTERVAL_S, self._log_activity),
                  self._initial_sync()]
-        loops += [self._pusher(url) for url in self.links]
+        if self.eureka_peers is not None:
+            loops.append(self.eureka_peers.run(self._session))
+        if s.peers_dns:
+            loops.append(self._follow_dns())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._pushers.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(stream.close() for stream in self._streams.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
@@ -231,6 +249,47 @@ class Node:
             if push is not None:
                 await self._send(Outgoing(url, push))
 
+    def forward(self, headers: object, action: Action, key: InstanceKey) -> None:
+        """A client's operation, done here: Java Eureka peers get it too, unless a Java peer sent it."""
+        if self.eureka_peers is not None and not is_replication(headers):
+            self.eureka_peers.forward(action, key)
+
+    def set_peers(self, urls: tuple[str, ...]) -> None:
+        """Peers added or removed without a restart: a new one is pulled from and pushed to, a removed one's
+        link, stream, pusher and bookkeeping are released."""
+        assert self._transport is not None, "only a started node changes peers"
+        added, removed = self.replica.set_peers(urls)
+        for url in removed:
+            self._pushers.pop(url).cancel()
+            self._background(self._streams.pop(url).close())
+            del self.links[url], self._wake[url]
+        for url in added:
+            link = self.links[url] = PeerLink(url)
+            self._wake[url] = asyncio.Event()
+            self._streams[url] = PeerStream(link, self._transport)
+            self._pushers[url] = asyncio.create_task(self._pusher(url))
+            self._background(self._pull(url, self.replica.digest_for(url)))
+        if added or removed:
+            log.info("node %s: peers now %s (added %s, removed %s)", self.settings.name, ", ".join(urls) or "none",
+                     ", ".join(added) or "none", ", ".join(removed) or "none")
+
+    async def _follow_dns(self) -> None:
+        """The static peers plus whatever --peers-dns resolves to, now and every interval."""
+        s = self.settings
+        while True:
+            try:
+                found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), self.resolver)
+            except OSError as exc:  # the name is gone or DNS is down: keep the peers we have
+                log.warning("node %s: cannot resolve --peers-dns %s: %s", s.name, s.peers_dns, exc)
+            else:
+                self.set_peers(tuple(dict.fromkeys((*s.peers, *found))))
+            await asyncio.sleep(s.peers_dns_interval)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._running.discard)
+
     # ----- peer traffic ------------------------------------------------------------------------------------
 
     def receive(self, message: Message) -> Message | None:
@@ -248,7 +307,9 @@ class Node:
         if isinstance(out.message, Digest):
             await self._pull(out.peer, out.message)
         elif isinstance(out.message, Push):
-            stream, start = self._streams[out.peer], time.perf_counter()
+            stream, start = self._streams.get(out.peer), time.perf_counter()  # None: removed since the push was made
+            if stream is None:
+                return
             try:
                 await stream.send(out.message)
             except PeerUnavailable:
@@ -297,9 +358,12 @@ class Node:
 
     async def _ask(self, url: str, digest: Digest) -> Message | None:
         assert self._transport is not None
+        link = self.links.get(url)
+        if link is None:
+            return None  # removed while a pull was running
         start = time.perf_counter()
         try:
-            reply = await self._transport.send(self.links[url], digest)
+            reply = await self._transport.send(link, digest)
         except PeerUnavailable:
             return None
         self.metrics.digest_round_trip.observe(time.perf_counter() - start)

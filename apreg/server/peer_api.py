@@ -19,6 +19,7 @@ from apreg.peer.transport import MESSAGES_PATH
 
 from .errors import Handler, error_response, read_body
 from .node import Node
+from .tls import peer_certified
 
 log = logging.getLogger("apreg.peer")
 PEER_PREFIX = "/v1/peer"
@@ -43,6 +44,11 @@ class PeerApi:
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.node.settings.peer_mtls and is_peer_path(request.path) and not peer_certified(request):
+            self.node.rejected.auth += 1
+            log.warning("refused peer request from %s to %s: no client certificate signed by the CA",
+                        request.remote, request.path)
+            return error_response(403, "forbidden", "peer endpoints need a client certificate signed by the CA")
         if self.secret is None or not is_peer_path(request.path):
             return await handler(request)
         body = await read_body(request, self.node.settings.max_peer_body_bytes)

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from apreg.core.config import CoreConfig
 from apreg.logs import FORMATS, LEVELS
 
+from .discovery import parse_target
+
 SECRET_ENV = "APREG_SECRET"
 TABLE = "apreg"  # a config file may hold its keys at the top level or under [apreg], not both
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
@@ -30,6 +32,7 @@ class NodeSettings:
     port: int = 8761
     node_id: str = ""  # defaults to host:port
     peers: tuple[str, ...] = ()  # base URLs of peer nodes
+    eureka_peers: tuple[str, ...] = ()  # service URLs of Java Eureka peers (http://host:8761/eureka/)
     renewal_interval: float = 30.0  # default for instances whose leaseInfo gives none
     lease_duration: float = 90.0  # default for instances whose leaseInfo gives none
     eviction_interval: float = 60.0
@@ -49,10 +52,22 @@ class NodeSettings:
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
+    tls_cert: str = ""  # PEM certificate chain: serve HTTPS (and present it to peers)
+    tls_key: str = ""  # its PEM private key
+    tls_ca: str = ""  # PEM CA bundle that peers' certificates must chain to (default: the system's CAs)
+    peer_mtls: bool = False  # peer endpoints only for connections with a certificate the CA signed
+    users: str = ""  # TOML file of client users (users.py); empty: clients need no password
+    advertise_url: str = ""  # what peers and operators call this node (default: from host and port)
+    peers_dns: str = ""  # NAME[:PORT] whose A/AAAA records are the peers (a headless Service)
+    peers_dns_interval: float = 30.0
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.advertise_url.rstrip("/") or f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def name(self) -> str:
@@ -69,7 +84,7 @@ class NodeSettings:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 1-65535 (or 0 for any free port), got {self.port}")
         positive = ("renewal_interval", "lease_duration", "eviction_interval", "renewal_window",
-                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout")
+                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -84,6 +99,12 @@ class NodeSettings:
             raise ValueError(f"log-format must be one of {', '.join(FORMATS)}, got {self.log_format!r}")
         for peer in self.peers:
             self._check_peer(peer)
+        if self.peers_dns:
+            parse_target(self.peers_dns, self.port)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls-cert and tls-key go together")
+        if self.peer_mtls and not (self.tls_cert and self.tls_ca):
+            raise ValueError("peer-mtls needs tls-cert, tls-key and tls-ca")
         self.core_config()
         return self
 
@@ -97,8 +118,9 @@ class NodeSettings:
         except ValueError:
             raise ValueError(f"peer {url!r} has an invalid port") from None
         if parts.path.strip("/") or parts.query or parts.fragment:
-            hint = (": that is a Eureka service URL; an apreg peer is the node's base URL, "
-                    f"{parts.scheme}://{parts.netloc}") if "eureka" in parts.path.lower() else ""
+            hint = (": that is a Eureka service URL; give apreg nodes by their base URL, "
+                    f"{parts.scheme}://{parts.netloc}, and Java Eureka servers in --eureka-peers"
+                    ) if "eureka" in parts.path.lower() else ""
             raise ValueError(f"peer {url!r} has a path{hint or ' (give the base URL only)'}")
         ours = {self.host} | (LOCAL_HOSTS if self.host in LOCAL_HOSTS else set())
         if self.port and port == self.port and parts.hostname in ours:
@@ -130,6 +152,8 @@ FLAGS = (
          metavar="ID"),
     Flag("peers", "peers", tuple, "comma-separated base URLs of the other nodes (http://host:port)", "none",
          metavar="URL,URL,..."),
+    Flag("eureka-peers", "eureka_peers", tuple, "comma-separated service URLs of Java Eureka servers to replicate "
+         "with, as Eureka peers (e.g. http://host:8761/eureka/)", "none", metavar="URL,URL,..."),
     Flag("renewal-interval", "renewal_interval", float, "renewal interval, s, for instances whose leaseInfo "
          "gives none"),
     Flag("lease-duration", "lease_duration", float, "lease duration, s, for instances whose leaseInfo gives none"),
@@ -153,6 +177,20 @@ FLAGS = (
          "be served as of its last render this many seconds ago; 0 renders every change"),
     Flag("secret", "secret", str, f"HMAC key for peer messages (or env {SECRET_ENV}); all nodes need the same",
          "none"),
+    Flag("tls-cert", "tls_cert", str, "PEM certificate (chain) to serve HTTPS with, and to present to peers", "none",
+         metavar="FILE"),
+    Flag("tls-key", "tls_key", str, "the PEM private key of --tls-cert", "none", metavar="FILE"),
+    Flag("tls-ca", "tls_ca", str, "PEM CA bundle that peers' certificates must chain to", "the system's CAs",
+         metavar="FILE"),
+    Flag("peer-mtls", "peer_mtls", bool, "serve peer endpoints only to connections presenting a certificate "
+         "signed by --tls-ca", "off"),
+    Flag("advertise-url", "advertise_url", str, "the URL peers and operators call this node", "http(s)://HOST:PORT",
+         metavar="URL"),
+    Flag("peers-dns", "peers_dns", str, "NAME[:PORT] whose A/AAAA records list the peers, e.g. a Kubernetes "
+         "headless Service", "none", metavar="NAME[:PORT]"),
+    Flag("peers-dns-interval", "peers_dns_interval", float, "seconds between re-resolving --peers-dns"),
+    Flag("users", "users", str, "TOML file of client users and roles (apreg users add); none: clients need no "
+         "password", "none", metavar="FILE"),
     Flag("log-level", "log_level", str, "logging level; DEBUG adds a line per registration, cancel and eviction",
          choices=LEVELS),
     Flag("log-format", "log_format", str, "log lines as text or as one JSON object each", choices=FORMATS),
@@ -174,10 +212,10 @@ def load(flags: Mapping[str, Any], config_path: str | None = None,
     if environ.get(SECRET_ENV):
         values["secret"] = environ[SECRET_ENV]
     values.update({k: v for k, v in flags.items() if v is not None})
-    if isinstance(values.get("peers"), str):
-        values["peers"] = tuple(p.strip().rstrip("/") for p in values["peers"].split(",") if p.strip())
-    elif "peers" in values:
-        values["peers"] = tuple(p.rstrip("/") for p in values["peers"])
+    for name, trailing in (("peers", "/"), ("eureka_peers", "")):  # apreg base URLs; Eureka service URLs
+        if name in values:
+            listed = values[name].split(",") if isinstance(values[name], str) else values[name]
+            values[name] = tuple(u.strip().rstrip(trailing) for u in map(str, listed) if u.strip())
     return replace(NodeSettings(), **values).validate()
 
 

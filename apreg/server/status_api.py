@@ -34,6 +34,7 @@ def status_document(node: Node) -> dict[str, Any]:
                    "failures": link.failures, "last_error": link.last_error, "sent": link.sent,
                    "auth_refused": link.auth_refused, "stream": link.streaming, "frames_sent": link.frames}
                   for link in node.links.values()],
+        "eureka_peers": [peer.status() for peer in node.eureka_peers.peers] if node.eureka_peers else [],
         "instances": replica.index.count,
         "self_preservation": status_section(replica.preservation),
         "conflicts": counters.conflicts,
@@ -41,6 +42,7 @@ def status_document(node: Node) -> dict[str, Any]:
         "renewals": {"local": counters.renewals_local, "replicated": counters.renewals_replicated},
         "clock_skew_rejections": replica.clock.skew_rejections,
         "rejected": {"client": node.rejected.client, "peer": node.rejected.peer, "auth": node.rejected.auth,
+                     "client_auth": node.rejected.client_auth,
                      "replicated_items": counters.rejected_items},
         "received": {"frames": node.received.frames, "posts": node.received.posts},
         "purged": counters.purged,

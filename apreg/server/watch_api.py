@@ -19,11 +19,12 @@ from apreg.core.lease import Lease
 from apreg.eureka import render
 
 from .documents import DELTA_ACTIONS, instance_view
-from .feed import FeedEvent, Subscription
+from .feed import ChangeFeed, FeedEvent, Subscription
 from .node import Node
 
 HEARTBEAT_S = 15.0
 FRAME_CACHE = 4096
+STUCK_WRITER_S = 1.0  # a watcher that overflowed and whose stream has not ended by then is cut off
 
 
 class WatchApi:
@@ -48,6 +49,7 @@ class WatchApi:
             raise web.HTTPBadRequest(text="heartbeat must be between 0.05 and 300 seconds")
         feed = self.node.feed
         subscription = feed.subscribe(request.query.get("app"))
+        subscription.on_overflow = lambda: _cut_if_stuck(request, feed, subscription)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
         try:
@@ -116,6 +118,16 @@ class WatchApi:
         return f"id: {event.seq}\nevent: change\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+def _cut_if_stuck(request: web.Request, feed: ChangeFeed, subscription: Subscription) -> None:
+    """A consumer that stopped reading leaves its writer waiting on a full socket, where it never sees the
+    end marker: if the stream is still subscribed a moment after overflowing, drop the connection."""
+    def cut() -> None:
+        if subscription in feed.subscribers and request.transport is not None:
+            request.transport.abort()
+
+    asyncio.get_running_loop().call_later(STUCK_WRITER_S, cut)
+
+
 def _resync(reason: str) -> bytes:
     return f"event: resync\ndata: {json.dumps({'reason': reason})}\n\n".encode()
 
@@ -124,6 +136,6 @@ def _since(request: web.Request) -> int | None:
     raw = request.query.get("since") or request.headers.get("Last-Event-ID")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):  # "²" is a digit to str.isdigit, not to int()
         raise web.HTTPBadRequest(text="since / Last-Event-ID must be a non-negative integer")
     return int(raw)

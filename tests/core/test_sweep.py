@@ -1,7 +1,10 @@
-"""The pass over all leases runs in slices: no call reads or evicts more than its budget allows."""
+"""The pass over the leases runs in slices: no call takes more breakpoints or evicts more than its budget allows."""
 from __future__ import annotations
 
+import dataclasses
+
 from apreg.core.config import CoreConfig
+from apreg.core.instance import InstanceKey
 from apreg.core.replica import Replica
 from apreg.core.sweep import EVICTIONS_PER_ENTRY
 
@@ -34,8 +37,35 @@ def test_renewing_during_a_pass_saves_an_instance_chosen_for_eviction() -> None:
     for n in range(10):
         replica.register(info(f"i-{n}"), 1_000)
     replica.request_eviction()
-    assert replica.sweep(10_000, 10) is None  # read all, chose 5 victims, evicted none yet
+    assert replica.sweep(10_000, 100) is None  # the ledger caught up, chose 5 victims, evicted none yet
     assert replica.renew(replica.index.app("SVC")["i-0"].key, 10_000)
     while (outcome := replica.sweep(10_000, EVICTIONS_PER_ENTRY)) is None:
         pass
     assert "i-0" not in {key.instance_id for key in outcome.evicted} and len(outcome.evicted) == 4
+
+
+def test_a_node_stopped_past_the_lease_evicts_nothing_until_its_peers_have_spoken() -> None:
+    """I4 after SIGSTOP: the instance kept renewing at the other node all along; the resumed node must not evict
+    it on its first pass, before the renewals it slept through arrive (self-preservation off: nothing else
+    would stop it)."""
+    config = dataclasses.replace(CONFIG, renewal_window_ms=1_000)  # passes every 50 ms
+    a, b = Replica("a", "1", config, ("b",)), Replica("b", "1", config, ("a",))
+    key = InstanceKey("SVC", "i-1")
+    b.register(info("i-1"), 1_000)
+    a.receive(b.receive(a.digest_for("b"), 1_000), 1_000, peer="b")  # type: ignore[arg-type]  # a pulls: knows b
+    for now in range(1_000, 1_500, 50):  # a passes on schedule
+        a.sweep(now)
+    for now in range(1_500, 5_000, 250):  # a is stopped; the instance renews at b
+        b.renew(key, now)
+    pushes = b.flush(5_000)
+    assert a.evict(5_000) == []  # resumed: every lease looks expired here, but b has not spoken since
+    for push in pushes:
+        a.receive(push.message, 5_000)
+    assert a.evict(5_010) == [] and a.visible(key) is not None
+    evicted = []
+    for now in range(5_050, 6_200, 50):  # b spoke; the instance then truly stops renewing
+        a.request_eviction()
+        while (outcome := a.sweep(now)) is None:
+            pass
+        evicted += outcome.evicted
+    assert evicted == [key]

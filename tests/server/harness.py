@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import ssl
 import time
 from typing import Any, Awaitable, Callable
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from apreg.server.app import build_app
 from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
+from apreg.server.tls import server_context
 
 
 def free_port() -> int:
@@ -76,21 +78,26 @@ class LinkProxy:
 class LocalCluster:
     """N nodes; node i reaches node j through proxy (i, j), so any link can be cut."""
 
-    def __init__(self, n: int, **overrides: Any) -> None:
+    def __init__(self, n: int, *, node_overrides: dict[int, dict[str, Any]] | None = None,
+                 client_ssl: ssl.SSLContext | None = None, **overrides: Any) -> None:
         self.ports = [free_port() for _ in range(n)]
         self.proxies = {(i, j): LinkProxy(self.ports[j]) for i in range(n) for j in range(n) if i != j}
         self.overrides = overrides
+        self.node_overrides = node_overrides or {}
+        self.client_ssl = client_ssl  # what the test's own requests trust (a TLS cluster's CA)
+        self.scheme = "https" if overrides.get("tls_cert") else "http"
         self.runners: dict[int, web.AppRunner] = {}
         self.nodes: dict[int, Node] = {}
         self.session: aiohttp.ClientSession | None = None
 
     def settings(self, i: int) -> NodeSettings:
-        peers = tuple(f"http://127.0.0.1:{self.proxies[(i, j)].port}" for j in range(len(self.ports)) if j != i)
+        peers = tuple(f"{self.scheme}://127.0.0.1:{self.proxies[(i, j)].port}" for j in range(len(self.ports))
+                      if j != i)
         base = NodeSettings(port=self.ports[i], node_id=f"n{i}", peers=peers, anti_entropy_interval=0.2)
-        return dataclasses.replace(base, **self.overrides)
+        return dataclasses.replace(base, **{**self.overrides, **self.node_overrides.get(i, {})})
 
     async def __aenter__(self) -> "LocalCluster":
-        self.session = aiohttp.ClientSession()
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.client_ssl or True))
         for proxy in self.proxies.values():
             await proxy.start()
         for i in range(len(self.ports)):
@@ -106,10 +113,12 @@ class LocalCluster:
         await self.session.close()
 
     async def start(self, i: int) -> None:
-        node = Node(self.settings(i))
+        settings = self.settings(i)
+        node = Node(settings)
         runner = web.AppRunner(build_app(node), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.ports[i], reuse_address=True).start()
+        await web.TCPSite(runner, "127.0.0.1", self.ports[i], reuse_address=True,
+                          ssl_context=server_context(settings)).start()
         self.runners[i], self.nodes[i] = runner, node
 
     async def kill(self, i: int) -> None:
@@ -128,7 +137,7 @@ class LocalCluster:
             proxy.restore()
 
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.ports[i]}"
+        return f"{self.scheme}://127.0.0.1:{self.ports[i]}"
 
     async def request(self, i: int, method: str, path: str, *, json_body: Any = None, data: bytes | None = None,
                       headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:

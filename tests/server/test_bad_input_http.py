@@ -70,12 +70,19 @@ async def test_oversized_body_gets_413(cluster: LocalCluster) -> None:
     ("PUT", "/eureka/apps/KEEP/nobody/status?value=UP", 404),
     ("GET", "/eureka/apps/NOPE", 404),
     ("GET", "/v1/watch?since=-3", 400),
+    ("GET", "/v1/watch?since=%C2%B2", 400),  # "²": a digit to str.isdigit, not a number to int()
+    ("GET", "/v1/watch?since=" + "9" * 5000, 400),
     ("GET", "/v1/watch?heartbeat=soon", 400),
 ])
 async def test_bad_queries_and_unknown_targets(cluster: LocalCluster, method: str, path: str, want: int) -> None:
     status, payload, _ = await cluster.request(0, method, path)
     assert status == want and json.loads(payload)["error"]
     await _unchanged(cluster)
+
+
+async def test_a_last_event_id_that_is_no_number_gets_400(cluster: LocalCluster) -> None:
+    status, payload, _ = await cluster.request(0, "GET", "/v1/watch", headers={"Last-Event-ID": "\u00b2"})
+    assert status == 400 and json.loads(payload)["error"]
 
 
 @pytest.mark.parametrize("path", ["/v1/peer/messages", "/v1/peer/anything", "/v1/peer"])

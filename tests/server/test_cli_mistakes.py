@@ -112,7 +112,8 @@ def test_config_keys_are_the_flag_names_at_the_top_level_or_under_apreg(tmp_path
     ("ftp://h:1", "is not a base URL such as http://host:8761"),
     ("http://:8762", "is not a base URL"),
     ("http://h:99999", "has an invalid port"),
-    ("http://h:8762/eureka/", "that is a Eureka service URL; an apreg peer is the node's base URL, http://h:8762"),
+    ("http://h:8762/eureka/", "that is a Eureka service URL; give apreg nodes by their base URL, http://h:8762, "
+                               "and Java Eureka servers in --eureka-peers"),
     ("http://h:8762/v1", "has a path (give the base URL only)"),
     ("http://127.0.0.1:8761", "is this node itself"),
     ("http://localhost:8761/", "is this node itself"),

@@ -1,0 +1,204 @@
+"""apreg as a peer of Java Eureka servers: batches they send applied here, and this node's client writes and
+heartbeats sent to them.
+
+Who sends what (README, "Joining a Eureka cluster"): each apreg node forwards to its Java peers exactly the
+operations its own clients made at it, the way each Java node forwards what its clients send it. An operation
+that came from a Java peer (a batch, or any request with `x-netflix-discovery-replication: true`) is applied
+and never forwarded to a Java peer (Eureka needs a full mesh: its origin sent it to every peer); it reaches the
+other apreg nodes through apreg's own replication, as any write made at this node does, and they do not forward
+it either (it is not their clients'). So no write is lost while the mesh is complete, none is sent twice in
+steady state, and none loops between the two protocols.
+
+Per Java peer there is one bounded queue, de-duplicated per (action, instance) as Eureka's task batcher is, and
+one sender: batches of up to 250 items, at most 500 ms after the first item queued (Eureka's defaults). A 404 to
+a heartbeat queues a Register of our copy; a 409 hands us the peer's newer copy, which we adopt; a 503 or an
+unreachable peer backs off, keeping the batch. Nothing here runs on a client's request path but a dict insert.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+
+from apreg.core.instance import InstanceKey, Status
+from apreg.core.replica import Replica
+from apreg.eureka import codec, render
+from apreg.eureka.replication import BATCH_PATH, REPLICATION_HEADER, Action, Answer, Item, item_dict, parse_answers, \
+    render_batch
+
+from .documents import entry_view
+
+log = logging.getLogger("apreg.eureka_peers")
+BATCH_ITEMS = 250  # Eureka's batchSize
+BATCH_DELAY_S = 0.5  # Eureka's maxBatchingDelay
+MAX_QUEUED = 10_000  # Eureka's maxElementsInPeerReplicationPool; beyond it the oldest item is dropped
+BACKOFF_S = (0.5, 30.0)  # first and longest wait after a failed batch
+
+
+def apply_item(replica: Replica, item: Item, now_ms: int) -> Answer:
+    """One replicated operation from a Java peer, answered as Eureka's PeerReplicationResource answers it."""
+    key = InstanceKey(item.app, item.instance_id)
+    current = replica.visible(key)
+    if item.action is Action.REGISTER:
+        assert item.instance is not None
+        if current is not None and current.info is not None and (
+                current.info.last_dirty_timestamp > item.instance.last_dirty_timestamp):
+            replica.renew(key, now_ms)  # Eureka keeps the copy dirtied later, and starts its lease anew
+        else:
+            replica.register(item.instance, now_ms)
+        return Answer(200)
+    if current is None or current.info is None:
+        return Answer(404)
+    if item.action is Action.HEARTBEAT:
+        if not replica.renew(key, now_ms):
+            return Answer(404)
+        ours = current.info.last_dirty_timestamp
+        if item.last_dirty_ms is None or item.last_dirty_ms == ours:
+            return Answer(200)
+        if item.last_dirty_ms > ours:
+            return Answer(404)  # the sender's copy is newer: it registers it with us
+        return Answer(409, render.instance_dict(entry_view(replica, replica.entries[key])))  # ours is newer
+    if item.action is Action.CANCEL:
+        return Answer(200 if replica.cancel(key, now_ms) else 404)
+    if item.action is Action.STATUS_UPDATE:
+        assert item.status is not None
+        return Answer(200 if replica.set_status(key, item.status, now_ms) else 404)
+    return Answer(200 if replica.remove_status(key, item.status or Status.UNKNOWN, now_ms) else 404)
+
+
+def is_replication(headers: Any) -> bool:
+    """A request a Java peer forwarded (never to be forwarded again)."""
+    return str(headers.get(REPLICATION_HEADER, "")).lower() == "true"
+
+
+@dataclass(slots=True)
+class EurekaPeer:
+    """One Java peer's queue, counters and health (shown in /v1/status)."""
+
+    url: str  # its service URL, ending in "/" (e.g. http://host:8761/eureka/)
+    queue: OrderedDict[tuple[Action, InstanceKey], None] = field(default_factory=OrderedDict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    reachable: bool = False
+    sent: int = 0  # items the peer answered 200
+    refused: int = 0  # items the peer answered with another status
+    dropped: int = 0  # items pushed out of a full queue
+    batches: int = 0
+    last_error: str = ""
+    backoff_s: float = 0.0
+
+    def status(self) -> dict[str, Any]:
+        return {"url": self.url, "reachable": self.reachable, "queued": len(self.queue), "sent": self.sent,
+                "refused": self.refused, "dropped": self.dropped, "batches": self.batches,
+                "last_error": self.last_error}
+
+
+class EurekaReplicator:
+    """Sends this node's client operations to its Java peers (see the module docstring)."""
+
+    def __init__(self, urls: tuple[str, ...], replica: Replica, now_ms: Callable[[], int],
+                 committed: Callable[[], None], timeout_s: float) -> None:
+        self.peers = [EurekaPeer(url if url.endswith("/") else url + "/") for url in urls]
+        self.replica = replica
+        self.now_ms = now_ms
+        self.committed = committed  # publishes what an adopted copy changed
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    def forward(self, action: Action, key: InstanceKey) -> None:
+        """Queue a client's operation for every Java peer: O(1), whatever the peers' state."""
+        for peer in self.peers:
+            self._queue(peer, action, key)
+
+    def _queue(self, peer: EurekaPeer, action: Action, key: InstanceKey) -> None:
+        entry = (action, key)
+        peer.queue.pop(entry, None)  # a newer one of the same kind replaces it, at the back
+        peer.queue[entry] = None
+        if len(peer.queue) > MAX_QUEUED:
+            peer.queue.popitem(last=False)
+            peer.dropped += 1
+        peer.wake.set()
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        await asyncio.gather(*(self._sender(peer, session) for peer in self.peers))
+
+    async def _sender(self, peer: EurekaPeer, session: aiohttp.ClientSession) -> None:
+        while True:
+            if not peer.queue:
+                peer.wake.clear()
+                await peer.wake.wait()
+            await asyncio.sleep(BATCH_DELAY_S if len(peer.queue) < BATCH_ITEMS else 0)
+            taken = [peer.queue.popitem(last=False)[0] for _ in range(min(BATCH_ITEMS, len(peer.queue)))]
+            items = [(entry, body) for entry in taken if (body := self._item(*entry)) is not None]
+            if not items:
+                continue
+            if await self._send(peer, session, items):
+                peer.backoff_s = 0.0
+            else:
+                for entry, _ in reversed(items):  # kept, ahead of anything queued since
+                    if entry not in peer.queue:
+                        peer.queue[entry] = None
+                        peer.queue.move_to_end(entry, last=False)
+                peer.backoff_s = min(BACKOFF_S[1], max(BACKOFF_S[0], peer.backoff_s * 2))
+                await asyncio.sleep(peer.backoff_s)
+
+    def _item(self, action: Action, key: InstanceKey) -> dict[str, Any] | None:
+        """The item as of now (the latest status and dirty time); None when there is nothing left to say."""
+        entry = self.replica.entries.get(key)
+        record = entry.record if entry is not None else None
+        if record is None or record.info is None or entry is None or entry.evicted:
+            if action is Action.CANCEL:
+                return {"appName": key.app, "id": key.instance_id, "action": Action.CANCEL.value}
+            return None
+        instance = render.instance_dict(entry_view(self.replica, entry)) if action is Action.REGISTER else None
+        return item_dict(action, record.info, instance)
+
+    async def _send(self, peer: EurekaPeer, session: aiohttp.ClientSession,
+                    items: list[tuple[tuple[Action, InstanceKey], dict[str, Any]]]) -> bool:
+        """POST one batch and act on each answer; False when the whole batch must wait and go again."""
+        started = time.monotonic()
+        try:
+            async with session.post(peer.url + BATCH_PATH, data=render_batch([body for _, body in items]),
+                                    headers={"Content-Type": "application/json", "Accept": "application/json",
+                                             REPLICATION_HEADER: "true"}, timeout=self.timeout) as response:
+                payload = await response.read()
+                if response.status != 200:
+                    raise ConnectionError(f"HTTP {response.status}")
+            answers = parse_answers(payload, len(items))
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError, codec.CodecError) as exc:
+            if peer.reachable or not peer.last_error:
+                log.warning("Eureka peer %s: batch of %d not delivered (%s); retrying with backoff", peer.url,
+                            len(items), exc)
+            peer.reachable, peer.last_error = False, f"{type(exc).__name__}: {exc}"
+            return False
+        peer.reachable, peer.batches = True, peer.batches + 1
+        for ((action, key), _), answer in zip(items, answers):
+            self._answered(peer, action, key, answer)
+        log.debug("Eureka peer %s: batch of %d in %.0f ms", peer.url, len(items), (time.monotonic() - started) * 1e3)
+        return True
+
+    def _answered(self, peer: EurekaPeer, action: Action, key: InstanceKey, answer: Answer) -> None:
+        if answer.status == 200:
+            peer.sent += 1
+            return
+        peer.refused += 1
+        if action is Action.HEARTBEAT and answer.status == 404:
+            self._queue(peer, Action.REGISTER, key)  # it lacks the instance, or holds an older copy
+        elif action is Action.HEARTBEAT and answer.status == 409 and answer.entity is not None:
+            self._adopt(peer, key, answer.entity)
+        elif answer.status != 404 or action is not Action.CANCEL:
+            peer.last_error = f"{action.value} {key.app}/{key.instance_id}: HTTP {answer.status}"
+
+    def _adopt(self, peer: EurekaPeer, key: InstanceKey, entity: dict[str, Any]) -> None:
+        """The peer's copy was dirtied later than ours (409): take it, as Eureka's PeerEurekaNode does."""
+        try:
+            info = codec.parse_instance(entity, key.app, self.now_ms())
+        except codec.CodecError as exc:
+            peer.last_error = f"409 for {key.app}/{key.instance_id} with an unusable instance: {exc.detail}"
+            return
+        if info.key == key:
+            self.replica.register(info, self.now_ms())
+            self.committed()

@@ -1,0 +1,41 @@
+"""`POST .../peerreplication/batch/`: what Java Eureka peers send (see eureka_peers.py)."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from apreg.eureka import replication
+from apreg.eureka.codec import CodecError
+
+from .errors import read_body
+from .eureka_peers import apply_item
+from .node import Node
+
+log = logging.getLogger("apreg.eureka_peers")
+
+
+class EurekaPeerApi:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def add_routes(self, app: web.Application) -> None:
+        for prefix in ("/eureka", "/eureka/v2"):
+            for path in ("/peerreplication/batch", "/peerreplication/batch/"):
+                app.router.add_post(prefix + path, self.batch)
+
+    async def batch(self, request: web.Request) -> web.Response:
+        """Every item applied and answered on its own: one bad item never fails the batch (400 for it)."""
+        node = self.node
+        body = await read_body(request, node.settings.max_peer_body_bytes)
+        now = node.now_ms()
+        answers = []
+        for item in replication.parse_batch(body, now):
+            if isinstance(item, CodecError):
+                node.rejected.peer += 1
+                log.info("refused a replication item from %s: %s", request.remote, item)
+                answers.append(replication.Answer(400))
+            else:
+                answers.append(apply_item(node.replica, item, now))
+        node.committed()
+        return web.Response(body=replication.render_answers(answers), content_type="application/json")
