@@ -1,4 +1,4 @@
-"""Shared test configuration: Hypothesis profiles.
+"""Shared test configuration: Hypothesis profiles, and the per-test timeout that goes with them.
 
 Select one with the environment variable APREG_HYPOTHESIS_PROFILE:
   - "default" (used when unset): modest example counts, so `pytest tests/core` stays around a minute;
@@ -12,10 +12,31 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 
 settings.register_profile("default", max_examples=60, **_COMMON)
 settings.register_profile("deep", max_examples=2000, **_COMMON)
-settings.load_profile(os.environ.get("APREG_HYPOTHESIS_PROFILE", "default"))
+PROFILE = os.environ.get("APREG_HYPOTHESIS_PROFILE", "default")
+settings.load_profile(PROFILE)
+DEEP_TIMEOUT_S = 3600  # per test under the deep profile, whose stateful runs take many minutes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The per-test timeout (pyproject.toml) sized for the profile, unless given with --timeout."""
+    if PROFILE == "deep" and config.getoption("timeout") is None:
+        config.option.timeout = DEEP_TIMEOUT_S
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hypothesis tests time out by ending the run, with every thread's stack (method "thread"). The default
+    method, an alarm that fails the test, would be caught by Hypothesis as one more failing example, which it then
+    replays and shrinks with no alarm left: forever, if the code under test hangs."""
+    for item in items:
+        given = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+        stateful = getattr(getattr(item, "cls", None), "__module__", "") == "hypothesis.stateful"
+        if given or stateful:
+            item.add_marker(pytest.mark.timeout(method="thread"))

@@ -16,6 +16,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, TypeVar
 
+from .lease import MAX_LEASE_S, MIN_LEASE_S, valid_lease_s
+
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
@@ -182,6 +184,9 @@ class InstanceInfo:
         for name, value in zip(FIELD_NAMES[:4], values):  # app, instance_id, host_name, ip_addr
             if not value:
                 raise ValueError(f"{name} must be a non-empty string")
+        for at in _LEASE_AT:  # what the codec refuses from clients (a 0 ms interval stops every eviction pass)
+            if values[at] is not None and not valid_lease_s(values[at]):
+                raise ValueError(f"{FIELD_NAMES[at]} must be between {MIN_LEASE_S} and {MAX_LEASE_S:.0f} seconds")
         if values[0] != values[0].upper():
             raise ValueError("app must be upper-case")
         # What the frozen dataclass's __init__ does, without its per-field Python calls (about half the cost).
@@ -193,6 +198,7 @@ class InstanceInfo:
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InstanceInfo))
 _FIELD_SET = frozenset(FIELD_NAMES)
+_LEASE_AT = (FIELD_NAMES.index("renewal_interval_s"), FIELD_NAMES.index("lease_duration_s"))
 _STATUS_BY_NAME: dict[object, Status] = {status.value: status for status in Status}
 
 

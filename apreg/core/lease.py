@@ -12,6 +12,21 @@ from dataclasses import dataclass
 
 from .clock import ZERO, Timestamp
 
+# Bounds of a lease interval or duration in seconds, wherever one enters (a flag, a client's leaseInfo, a peer's
+# instance). The core counts whole milliseconds: anything under one would become 0 ms and divide by zero in
+# every eviction pass and preservation check; anything over ~11 days is a client bug.
+MIN_LEASE_S = 0.001
+MAX_LEASE_S = 1_000_000.0
+
+
+def lease_ms(seconds: float) -> int:
+    """Seconds as the core's milliseconds: the one conversion, for the flags' defaults and instances' own values."""
+    return round(seconds * 1000)
+
+
+def valid_lease_s(seconds: float) -> bool:
+    return MIN_LEASE_S <= seconds <= MAX_LEASE_S  # False for NaN
+
 
 @dataclass(slots=True)
 class Lease:

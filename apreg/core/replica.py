@@ -23,7 +23,7 @@ from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override
 from .entry import Entry, RecordView
 from .index import RegistryIndex
 from .ledger import LeaseLedger
-from .lease import Lease, eviction_cap
+from .lease import Lease, eviction_cap, lease_ms
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
 from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
 from .sweep import EVICTIONS_PER_ENTRY, SWEEP_SLICE, Sweep, SweepOutcome
@@ -161,11 +161,11 @@ class Replica:
 
     def renewal_interval_ms(self, info: InstanceInfo) -> int:
         seconds = info.renewal_interval_s
-        return int(seconds * 1000) if seconds else self.config.renewal_interval_ms
+        return lease_ms(seconds) if seconds else self.config.renewal_interval_ms
 
     def lease_duration_ms(self, info: InstanceInfo) -> int:
         seconds = info.lease_duration_s
-        return int(seconds * 1000) if seconds else self.config.lease_duration_ms
+        return lease_ms(seconds) if seconds else self.config.lease_duration_ms
 
     # ----- client writes -----------------------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from apreg.core.instance import InstanceInfo, Status
+from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, valid_lease_s
 
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
 MAX_METADATA_ENTRIES = 256
-MAX_LEASE_SECONDS = 1_000_000.0  # ~11 days: longer leases are a client bug, and it keeps ms arithmetic small
+MAX_METADATA_PARAMS = 64  # entries in one `PUT .../metadata?k=v` update
 MAX_TIMESTAMP_MS = 2**63 - 1  # Java long
 
 # Optional string fields in the order Eureka writes them (before isCoordinatingDiscoveryServer).
@@ -101,6 +102,14 @@ def parse_status(value: str | None, *, required: bool, name: str = "value") -> S
             pass
     allowed = ", ".join(s.value for s in Status)
     raise CodecError("invalid_status", f"{name} must be one of {allowed}, got {_show(value)}")
+
+
+def parse_metadata_update(params: Mapping[str, str]) -> dict[str, str]:
+    """The query of `PUT .../metadata?k=v`, checked as registered metadata is (no empty keys, no control
+    characters, bounded sizes)."""
+    if len(params) > MAX_METADATA_PARAMS:
+        raise CodecError("invalid_metadata", f"at most {MAX_METADATA_PARAMS} metadata entries per update")
+    return _string_map(dict(params), "metadata")
 
 
 def parse_timestamp(value: str | int | float | None, name: str) -> int | None:
@@ -296,13 +305,14 @@ def _seconds(value: Any, name: str) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value) if abs(value) <= MAX_LEASE_SECONDS else math.inf  # float() overflows on huge ints
+        seconds = float(value) if abs(value) <= MAX_LEASE_S else math.inf  # float() overflows on huge ints
     elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         seconds = float(value)
     else:
         raise CodecError("invalid_field", f"{name} must be a number of seconds, got {_show(value)}")
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LEASE_SECONDS):
-        raise CodecError("invalid_field", f"{name} must be between 0 and {MAX_LEASE_SECONDS:.0f} seconds")
+    if seconds != 0 and not valid_lease_s(seconds):
+        raise CodecError("invalid_field", f"{name} must be 0 (the node's default) or between {MIN_LEASE_S} and "
+                                          f"{MAX_LEASE_S:.0f} seconds, got {_show(value)}")
     return seconds or None
 
 

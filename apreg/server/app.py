@@ -41,6 +41,9 @@ def build_app(node: Node) -> web.Application:
 
     middlewares = [name_requests(node.settings.name), metrics_api.time_requests, json_errors(count_reject),
                    peer_api.authenticate]
+    if not (node.settings.secret or node.settings.peer_mtls):
+        log.warning("node %s: peer endpoints are unauthenticated (no --secret, no --peer-mtls): anyone who can "
+                    "reach this port can write records and tombstones into the cluster", node.settings.name)
     if node.settings.users:
         middlewares.insert(3, client_auth(node, Users.load(node.settings.users)))
     else:

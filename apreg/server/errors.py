@@ -19,13 +19,24 @@ def error_response(status: int, error: str, detail: str) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, or 413 when it is over `limit` (checked before reading when the length is declared)."""
+    """The request body, or 413 when it is over `limit`: refused by its declared length before reading, and a
+    body that declares none is read only up to the limit (not up to the app's 64 MiB peer allowance). Kept on
+    the request, so a middleware and the handler read it once."""
+    cached = request.get(_BODY_KEY)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.read()
-    if len(body) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    return body
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    request[_BODY_KEY] = bytes(body)
+    return request[_BODY_KEY]  # type: ignore[no-any-return]
+
+
+_BODY_KEY = "apreg.body"
 
 
 def json_errors(count: Callable[[], None]) -> Middleware:

@@ -26,7 +26,6 @@ VARY = {"Vary": "Accept, Accept-Encoding"}
 WRITE_SLICE_BYTES = 256 << 10  # larger bodies are written in slices of this size
 
 PREFIXES = ("/eureka", "/eureka/v2")
-MAX_METADATA_PARAMS = 64
 
 
 class EurekaApi:
@@ -94,9 +93,7 @@ class EurekaApi:
                           Action.DELETE_STATUS_OVERRIDE, key)
 
     async def update_metadata(self, request: web.Request) -> web.Response:
-        changes = dict(request.query)
-        if len(changes) > MAX_METADATA_PARAMS:
-            raise codec.CodecError("invalid_metadata", f"at most {MAX_METADATA_PARAMS} metadata entries per update")
+        changes = codec.parse_metadata_update(request.query)
         key = _key(request)
         # Eureka replicates a metadata change as a Register of the whole instance (InstanceResource).
         return self._done(self.replica.update_metadata(key, changes, self.node.now_ms()), request, Action.REGISTER,

@@ -17,21 +17,24 @@ unreachable peer backs off, keeping the batch. Nothing here runs on a client's r
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from apreg.core.instance import InstanceKey, Status
+from apreg.core.instance import InstanceInfo, InstanceKey, Status
 from apreg.core.replica import Replica
 from apreg.eureka import codec, render
 from apreg.eureka.replication import BATCH_PATH, REPLICATION_HEADER, Action, Answer, Item, item_dict, parse_answers, \
     render_batch
 
 from .documents import entry_view
+from .settings import NodeSettings
 
 log = logging.getLogger("apreg.eureka_peers")
 BATCH_ITEMS = 250  # Eureka's batchSize
@@ -69,6 +72,29 @@ def apply_item(replica: Replica, item: Item, now_ms: int) -> Answer:
         assert item.status is not None
         return Answer(200 if replica.set_status(key, item.status, now_ms) else 404)
     return Answer(200 if replica.remove_status(key, item.status or Status.UNKNOWN, now_ms) else 404)
+
+
+def self_instance(settings: NodeSettings) -> InstanceInfo:
+    """This node as an instance of `--eureka-app`, under the host name its peers' service URLs use for it."""
+    url = urlsplit(settings.url)
+    host = url.hostname or settings.host
+    port = url.port or settings.port
+    app = settings.eureka_app.upper()
+    ip = host if _is_ip(host) else settings.host
+    return InstanceInfo(app=app, instance_id=f"{host}:{app.lower()}:{port}", host_name=host, ip_addr=ip,
+                        port=port, port_enabled=url.scheme == "http", secure_port=port,
+                        secure_port_enabled=url.scheme == "https", vip_address=app.lower(),
+                        secure_vip_address=app.lower(), home_page_url=f"{settings.url}/",
+                        status_page_url=f"{settings.url}/v1/status", health_check_url=f"{settings.url}/v1/status",
+                        renewal_interval_s=settings.renewal_interval, lease_duration_s=settings.lease_duration)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def is_replication(headers: Any) -> bool:

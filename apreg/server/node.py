@@ -27,7 +27,7 @@ from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 from . import collector
 from .discovery import Resolver, peers_from_dns, system_resolver
 from .documents import DocumentCache
-from .eureka_peers import EurekaReplicator, is_replication
+from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
 from .instruments import Instruments
 from .preservation_view import describe_transition
@@ -95,7 +95,7 @@ class Node:
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
                                fanout=settings.fanout)
         self.feed = ChangeFeed()
-        self.documents = DocumentCache(self.replica, self.feed, refresh_ms=round(settings.renewal_interval * 1000),
+        self.documents = DocumentCache(self.replica, self.feed, refresh_ms=self.replica.config.renewal_interval_ms,
                                        max_age_ms=round(settings.read_cache_max_age * 1000))
         self.links = {url: PeerLink(url) for url in settings.peers}
         self.started = time.monotonic()
@@ -164,6 +164,8 @@ class Node:
             loops.append(self.eureka_peers.run(self._session))
         if s.peers_dns:
             loops.append(self._follow_dns())
+        if s.eureka_app:
+            loops.append(self._register_self())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -272,6 +274,24 @@ class Node:
         if added or removed:
             log.info("node %s: peers now %s (added %s, removed %s)", self.settings.name, ", ".join(urls) or "none",
                      ", ".join(added) or "none", ", ".join(removed) or "none")
+
+    async def _register_self(self) -> None:
+        """This node as an instance of the Java peers' own app (`--eureka-app`), renewed like any client's: a
+        Java node lists a peer as an available replica only if one of its app's instances has the peer's host
+        name (Netflix/eureka StatusUtil.isReplicaAvailable)."""
+        info = self_instance(self.settings)
+        self.replica.register(info, self.now_ms())
+        self.committed()
+        self.forward({}, Action.REGISTER, info.key)
+        while True:
+            await asyncio.sleep(self.settings.renewal_interval)
+            if self.replica.renew(info.key, self.now_ms()):
+                self.committed(urgent=False)
+                self.forward({}, Action.HEARTBEAT, info.key)
+            else:  # evicted or cancelled meanwhile: register again
+                self.replica.register(info, self.now_ms())
+                self.committed()
+                self.forward({}, Action.REGISTER, info.key)
 
     async def _follow_dns(self) -> None:
         """The static peers plus whatever --peers-dns resolves to, now and every interval."""

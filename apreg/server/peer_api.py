@@ -34,6 +34,8 @@ class PeerApi:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.secret = node.settings.secret.encode() if node.settings.secret else None
+        self.window_ms = node.replica.config.max_clock_skew_ms  # signatures: as far off as the HLC accepts
+        self.replays = auth.ReplayGuard(self.window_ms)
         self.streams: set[web.WebSocketResponse] = set()
         self._auth_logged: dict[str, tuple[float, int]] = {}  # peer address -> (last logged, refused since)
 
@@ -51,9 +53,17 @@ class PeerApi:
             return error_response(403, "forbidden", "peer endpoints need a client certificate signed by the CA")
         if self.secret is None or not is_peer_path(request.path):
             return await handler(request)
+        if auth.SIGNATURE_HEADER not in request.headers or auth.TIMESTAMP_HEADER not in request.headers:
+            unsigned = auth.AuthError("peer requests must be signed (--secret)")
+            self.refused_auth(request.remote, f"request to {request.path}", unsigned)  # before reading the body
+            return error_response(401, "unauthorized", str(unsigned))
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
+        now = auth.wall_ms()
         try:
-            auth.verify(self.secret, request.method, request.path, body, request.headers, auth.wall_ms())
+            auth.verify(self.secret, request.method, request.path, body, request.headers, now, self.window_ms)
+            if not self.replays.first_use(request.headers[auth.SIGNATURE_HEADER],
+                                          int(request.headers[auth.TIMESTAMP_HEADER]), now):
+                raise auth.AuthError("peer request replayed: this signature was already used")
         except auth.AuthError as exc:
             self.refused_auth(request.remote, f"request to {request.path}", exc)
             return error_response(401, "unauthorized", str(exc))
@@ -102,7 +112,7 @@ class PeerApi:
         body = frame.data
         if self.secret is not None:
             try:
-                body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms())
+                body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms(), self.window_ms)
             except auth.AuthError as exc:
                 self.refused_auth(remote, "push stream frame (closing the stream)", exc)
                 return False

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from apreg.core.config import CoreConfig
+from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, lease_ms, valid_lease_s
 from apreg.logs import FORMATS, LEVELS
 
 from .discovery import parse_target
@@ -33,6 +34,7 @@ class NodeSettings:
     node_id: str = ""  # defaults to host:port
     peers: tuple[str, ...] = ()  # base URLs of peer nodes
     eureka_peers: tuple[str, ...] = ()  # service URLs of Java Eureka peers (http://host:8761/eureka/)
+    eureka_app: str = ""  # register this node as an instance of the Java peers' own app (their dashboards)
     renewal_interval: float = 30.0  # default for instances whose leaseInfo gives none
     lease_duration: float = 90.0  # default for instances whose leaseInfo gives none
     eviction_interval: float = 60.0
@@ -75,7 +77,7 @@ class NodeSettings:
 
     def core_config(self) -> CoreConfig:
         return CoreConfig(
-            renewal_interval_ms=_ms(self.renewal_interval), lease_duration_ms=_ms(self.lease_duration),
+            renewal_interval_ms=lease_ms(self.renewal_interval), lease_duration_ms=lease_ms(self.lease_duration),
             renewal_window_ms=_ms(self.renewal_window), renewal_threshold=self.renewal_threshold,
             self_preservation=self.self_preservation, tombstone_ttl_ms=_ms(self.tombstone_ttl),
             max_clock_skew_ms=_ms(self.max_clock_skew))
@@ -99,6 +101,9 @@ class NodeSettings:
             raise ValueError(f"log-format must be one of {', '.join(FORMATS)}, got {self.log_format!r}")
         for peer in self.peers:
             self._check_peer(peer)
+        for name in ("renewal_interval", "lease_duration"):  # the defaults of instances' own leaseInfo values
+            if not valid_lease_s(getattr(self, name)):
+                raise ValueError(f"{name.replace('_', '-')} must be between {MIN_LEASE_S} and {MAX_LEASE_S:.0f} s")
         if self.peers_dns:
             parse_target(self.peers_dns, self.port)
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -154,6 +159,8 @@ FLAGS = (
          metavar="URL,URL,..."),
     Flag("eureka-peers", "eureka_peers", tuple, "comma-separated service URLs of Java Eureka servers to replicate "
          "with, as Eureka peers (e.g. http://host:8761/eureka/)", "none", metavar="URL,URL,..."),
+    Flag("eureka-app", "eureka_app", str, "register this node as an instance of this app (the Java peers' own "
+         "spring.application.name), so their dashboards list it as an available replica", "none", metavar="APP"),
     Flag("renewal-interval", "renewal_interval", float, "renewal interval, s, for instances whose leaseInfo "
          "gives none"),
     Flag("lease-duration", "lease_duration", float, "lease duration, s, for instances whose leaseInfo gives none"),

@@ -11,7 +11,7 @@ import pytest
 
 from apreg.client.cli import _preservation_cell, add_commands
 
-from .conftest import free_port
+from .conftest import refused_port
 from .fake_registry import FakeRegistry, instance
 from .helpers import eventually
 
@@ -29,7 +29,7 @@ async def run(*argv: str) -> int:
 async def test_ls_prints_a_table_of_instances(fake: FakeRegistry, capsys: pytest.CaptureFixture[str]) -> None:
     fake.put(instance("orders", "o-1", zone="a", port=8080))
     fake.put(instance("cart", "c-1", status="DOWN"))
-    assert await run("ls", "--registry", f"http://127.0.0.1:{free_port()},{fake.url}") == 0
+    assert await run("ls", "--registry", f"http://127.0.0.1:{refused_port()},{fake.url}") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["APP", "INSTANCE", "STATUS", "ADDRESS", "ZONE"]
     assert lines[1].split() == ["CART", "c-1", "DOWN", "127.0.0.1:8080", "-"]
@@ -40,7 +40,7 @@ async def test_ls_prints_a_table_of_instances(fake: FakeRegistry, capsys: pytest
 
 async def test_status_prints_one_row_per_node(fake: FakeRegistry, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     monkeypatch.setenv("APREG_REGISTRY", f"{fake.url},{dead}")
     assert await run("status") == 0
     lines = capsys.readouterr().out.splitlines()
@@ -54,12 +54,12 @@ async def test_status_prints_one_row_per_node(fake: FakeRegistry, capsys: pytest
 async def test_no_registry_answering_is_one_line_and_exit_1(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     if command[0] == "register":  # signal handlers need the main thread: run it as a process
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", RUN_CLI, *command, "--registry", f"http://127.0.0.1:{free_port()}",
+            sys.executable, "-c", RUN_CLI, *command, "--registry", f"http://127.0.0.1:{refused_port()}",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
         code, stderr = proc.returncode, err.decode()
     else:
-        code = await run(*command, "--registry", f"http://127.0.0.1:{free_port()}")
+        code = await run(*command, "--registry", f"http://127.0.0.1:{refused_port()}")
         stderr = capsys.readouterr().err
     assert code == 1
     assert stderr.startswith("apreg: no registry") and stderr.count("\n") == 1

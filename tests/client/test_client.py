@@ -8,7 +8,7 @@ import pytest
 
 from apreg.client import ClientConfig, Instance, InstanceNotFound, RegistryClient, RegistryUnavailable
 
-from .conftest import free_port
+from .conftest import refused_port
 from .fake_registry import FakeRegistry, instance
 from .helpers import FAST, eventually
 
@@ -47,7 +47,7 @@ async def test_renew_answered_404_registers_again_at_once(fake: FakeRegistry) ->
 
 async def test_fails_over_when_the_first_node_refuses_connections(fake: FakeRegistry) -> None:
     fake.put(instance("cart", "c-1"))
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     async with RegistryClient([dead, fake.url], FAST) as client:
         assert client.warm and await ids(client, "cart") == ["c-1"]
         await client.register("orders", instance_id="o-1", host="h", port=1, renewal_interval=0.05, lease_duration=1)
@@ -135,7 +135,7 @@ async def test_stream_resumes_at_the_same_node_with_last_event_id(fake: FakeRegi
 
 async def test_cold_start_when_no_node_answers() -> None:
     config = dataclasses.replace(FAST, start_timeout=0.2)
-    async with RegistryClient([f"http://127.0.0.1:{free_port()}"], config) as client:
+    async with RegistryClient([f"http://127.0.0.1:{refused_port()}"], config) as client:
         assert not client.warm and client.staleness() == math.inf
         assert await client.instances("cart") == () and await client.choose("cart") is None
         reg = await client.register("orders", host="h", port=1, renewal_interval=0.1, lease_duration=1)

@@ -28,6 +28,10 @@ pytestmark = [
 CONFIG = dataclasses.replace(FAST, request_timeout=1.0, stale_after=1.0)
 
 
+class PortTaken(Exception):
+    """A node exited before it answered: the port chosen for it was taken before it could bind it."""
+
+
 class Cluster:
     """Nodes on free loopback ports, each peered with all the others; killed and restarted by PID."""
 
@@ -49,9 +53,12 @@ class Cluster:
             await eventually(lambda i=i: self.answers(i), timeout=15)
 
     async def answers(self, i: int) -> bool:
+        """Node i answers as itself; PortTaken if it exited first."""
+        if self.procs[i].poll() is not None:
+            raise PortTaken(self.url(i))
         try:
             async with aiohttp.ClientSession() as session, session.get(self.url(i) + "/v1/status") as resp:
-                return resp.status == 200
+                return resp.status == 200 and (await resp.json())["node_id"] == f"n{i}"
         except aiohttp.ClientError:
             return False
 
@@ -81,9 +88,16 @@ class Cluster:
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
-    nodes = Cluster(3)
+    for _ in range(5):  # each node binds its port itself: if one was taken meanwhile, all start on new ports
+        nodes = Cluster(3)
+        try:
+            await nodes.start()
+            break
+        except PortTaken:
+            nodes.stop()
+    else:
+        raise AssertionError("every set of ports tried was taken before the nodes could bind them")
     try:
-        await nodes.start()
         yield nodes
     finally:
         nodes.stop()

@@ -53,3 +53,24 @@ def test_when_the_writer_dies_mid_push_anti_entropy_fills_what_was_left_out() ->
     c.heal()
     c.run(8000)
     assert InstanceKey("SVC", "i-3") in c.node("c").records
+
+
+def test_a_push_with_nothing_to_carry_leaves_the_pointer_so_the_watermark_keeps_up_without_repair() -> None:
+    """b has nothing to forward to c of a's write (c hears a directly), so it sends nothing and must not count
+    that range as pushed: its next push then starts where c's watermark of b stands, names a's write as left
+    out, and c credits the whole range at once. Were the range counted as pushed, the next push would start past
+    c's watermark, which would then wait for anti-entropy; here there is none."""
+    c = SimCluster(("a", "b", "c"), seed=3)
+    c.run(3000)  # anti-entropy rounds teach each node which replicas its peers hear directly
+    b, cc = c.node("b"), c.node("c")
+    assert cc.watermarks.get(b.replica_id, 0) == b.log.head
+    c.anti_entropy_ms = 10**9 + 7  # from here on, eager pushes only
+    c.node("a").register(_info(5), c.local_ms("a"))
+    c.after_write("a")
+    c.run(20, step_ms=1)
+    assert b.log.head > cc.watermarks.get(b.replica_id, 0)  # b logged a's write and sent c nothing of it
+    b.register(_info(6), c.local_ms("b"))
+    c.after_write("b")
+    c.run(20, step_ms=1)
+    assert InstanceKey("SVC", "i-6") in cc.records
+    assert cc.watermarks[b.replica_id] == b.log.head

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey
 from apreg.core.lease import Lease, eviction_cap, expected_renewals
 from apreg.core.messages import Delta, Push, RenewalUpdate
-from apreg.core.replica import Replica
+from apreg.core.replica import Action, Replica
 
 from .strategies import info, push
 
@@ -89,3 +91,35 @@ def test_evicted_instance_returns_when_it_renews_elsewhere() -> None:
     assert b.visible(key(0)) is not None
     assert b.evict(T0 + 90_600) == []  # its lease restarted at the renewal, 1.5 s ago on a's clock
     assert b.evict(T0 + 89_000 + 90_000 - 1) == [] and b.evict(T0 + 89_000 + 90_000) == [key(0)]
+
+
+@given(skew=st.integers(-60_000, 60_000), held=st.integers(0, 5_000), transit=st.integers(0, 2_000))
+@example(skew=-30_000, held=0, transit=0)
+@example(skew=30_000, held=0, transit=0)
+def test_a_replicated_renewal_restarts_the_lease_on_the_receivers_clock(skew: int, held: int, transit: int) -> None:
+    """a's clock reads `skew` ms off b's; a pushes its renewal `held` ms after taking it, and the push travels
+    `transit` ms. b restarts the lease at its own receipt time minus the age a reports: a's wall clock (the
+    renewal's stamp) never enters, so b evicts exactly one lease duration after that, whatever the skew."""
+    a, b = Replica("a", "1", NO_SP, ("b",)), Replica("b", "1", NO_SP, ("a",))
+    a.register(info("i-0"), T0 + skew)
+    b.receive(a.flush(T0 + skew)[0].message, T0)
+    a.renew(key(0), T0 + 10_000 + skew)
+    b.receive(a.flush(T0 + 10_000 + held + skew)[0].message, T0 + 10_000 + held + transit)
+    expires = T0 + 10_000 + transit + NO_SP.lease_duration_ms  # on b's clock
+    assert b.evict(expires - 1) == [] and b.visible(key(0)) is not None
+    assert b.evict(expires) == [key(0)]
+
+
+def test_an_eviction_is_published_as_a_change_and_a_return_as_a_registration() -> None:
+    a, b = Replica("a", "1", NO_SP), Replica("b", "1", NO_SP)
+    record = a.register(info("i-0"), T0)
+    b.receive(push(a, record), T0)
+    assert [(c.key, c.action) for c in b.take_changes()] == [(key(0), Action.REGISTER)]
+    assert b.evict(T0 + 90_000) == [key(0)]
+    evicted = b.take_changes()
+    assert [(c.key, c.action, c.at_ms) for c in evicted] == [(key(0), Action.EVICT, T0 + 90_000)]
+    assert evicted[0].info == record.info and evicted[0].record == record  # the instance as it was last shown
+    a.renew(key(0), T0 + 91_000)
+    renewal = RenewalUpdate(key(0), a.entries[key(0)].renewed, age_ms=0)
+    b.receive(Push(Delta(a.replica_id, 0, a.log.head, (), (renewal,))), T0 + 91_000)
+    assert [(c.key, c.action) for c in b.take_changes()] == [(key(0), Action.REGISTER)]

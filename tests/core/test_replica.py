@@ -37,6 +37,15 @@ def test_register_cancel_and_renew_semantics() -> None:
     assert [c.action for c in r.take_changes()] == [Action.REGISTER, Action.CANCEL]
 
 
+@pytest.mark.parametrize(("offset", "renewed"), [(-1, True), (0, True), (1, False)])
+def test_renew_refuses_only_a_client_whose_info_is_newer_than_ours(offset: int, renewed: bool) -> None:
+    """Eureka clients send their own lastDirtyTimestamp with every heartbeat: equal to ours is the normal case,
+    and a 404 there would make every client re-register on every heartbeat."""
+    r = Replica("a", "1")
+    r.register(info().replace(last_dirty_timestamp=T0 - 500), T0)
+    assert r.renew(K, T0 + 1, last_dirty_ms=T0 - 500 + offset) is renewed
+
+
 def test_status_override_is_sticky_across_re_register_unless_instance_reports_down() -> None:
     r = Replica("a", "1")
     r.register(info(), T0)

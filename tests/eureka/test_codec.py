@@ -344,6 +344,9 @@ def test_derived_instance_id_is_bounded() -> None:
         ({"leaseInfo": {"durationInSecs": "soon"}}, "invalid_field", "leaseInfo.durationInSecs"),
         ({"leaseInfo": {"durationInSecs": -1}}, "invalid_field", "leaseInfo.durationInSecs"),
         ({"leaseInfo": {"renewalIntervalInSecs": 10**400}}, "invalid_field", "leaseInfo.renewalIntervalInSecs"),
+        # under a millisecond: it would become a 0 ms interval, and every eviction pass would divide by it
+        ({"leaseInfo": {"renewalIntervalInSecs": 0.0001}}, "invalid_field", "leaseInfo.renewalIntervalInSecs"),
+        ({"leaseInfo": {"durationInSecs": "0.0004"}}, "invalid_field", "leaseInfo.durationInSecs"),
         ({"leaseInfo": {"serviceUpTimestamp": "x"}}, "invalid_timestamp", "leaseInfo.serviceUpTimestamp"),
         ({"leaseInfo": [1]}, "invalid_field", "leaseInfo"),
         ({"countryId": "one"}, "invalid_field", "countryId"),

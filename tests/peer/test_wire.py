@@ -75,6 +75,9 @@ def test_values_that_repeat_across_instances_are_shared_after_decoding() -> None
     raw_push(record_fields(app="svc")),
     raw_push(record_fields(colour="blue")),
     raw_push(record_fields(vip_address=["svc"])),
+    raw_push(record_fields(renewal_interval_s=0.0001)),  # would be a 0 ms interval (see core.lease)
+    raw_push(record_fields(lease_duration_s=-5.0)),
+    raw_push(record_fields(lease_duration_s=float("nan"))),
 ], ids=lambda data: data[:24].hex())
 def test_malformed_frames_are_wire_errors(data: bytes) -> None:
     with pytest.raises(wire.WireError):

@@ -18,9 +18,29 @@ from apreg.server.tls import server_context
 
 
 def free_port() -> int:
+    """A port free right now, for a child process that must bind it itself. It can be taken before the child
+    binds it: in this process, hold a port with PortHold instead."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortHold:
+    """A loopback port held for as long as this object lives: bound (SO_REUSEPORT) but never listening.
+
+    Binding port 0 and releasing it races: another process can take the port before the test listens on it
+    (that collided once in three runs). A held port is never handed out again by the kernel, nothing can
+    connect to it while no server listens (connections are refused, as to a dead node), and a server started
+    with `reuse_port=True` can listen on it, again after a restart."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 class LinkProxy:
@@ -28,13 +48,14 @@ class LinkProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = 0  # known once started: the relay listens on a port the kernel picks
         self.open = True
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.open:
@@ -80,7 +101,8 @@ class LocalCluster:
 
     def __init__(self, n: int, *, node_overrides: dict[int, dict[str, Any]] | None = None,
                  client_ssl: ssl.SSLContext | None = None, **overrides: Any) -> None:
-        self.ports = [free_port() for _ in range(n)]
+        self._holds = [PortHold() for _ in range(n)]  # node i listens on its port across restarts
+        self.ports = [hold.port for hold in self._holds]
         self.proxies = {(i, j): LinkProxy(self.ports[j]) for i in range(n) for j in range(n) if i != j}
         self.overrides = overrides
         self.node_overrides = node_overrides or {}
@@ -109,6 +131,8 @@ class LocalCluster:
             await self.kill(i)
         for proxy in self.proxies.values():
             await proxy.stop()
+        for hold in self._holds:
+            hold.close()
         assert self.session is not None
         await self.session.close()
 
@@ -117,7 +141,7 @@ class LocalCluster:
         node = Node(settings)
         runner = web.AppRunner(build_app(node), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.ports[i], reuse_address=True,
+        await web.TCPSite(runner, "127.0.0.1", self.ports[i], reuse_address=True, reuse_port=True,
                           ssl_context=server_context(settings)).start()
         self.runners[i], self.nodes[i] = runner, node
 

@@ -1,12 +1,15 @@
 """Bad input (I8): each is refused with a clear 4xx, counted, changes nothing, and the node keeps serving."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 
 import msgpack
 import pytest
 
+from apreg.core.entry import Entry
+from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.messages import Digest
 from apreg.peer import auth, wire
 
@@ -25,18 +28,33 @@ BAD_REGISTERS = [
     (json.dumps({"instance": {**GOOD, "metadata": {"k": {"nested": 1}}}}).encode(), "application/json",
      "invalid_metadata"),
     (b"\xff\xfe\x00garbage", "application/json", None),
+    (json.dumps({"instance": {**GOOD, "leaseInfo": {"renewalIntervalInSecs": 0.0001}}}).encode(),
+     "application/json", "invalid_field"),  # a 0 ms interval would stop every eviction pass
 ]
+
+
+State = tuple[int, dict[InstanceKey, Entry]]
+_before: dict[int, State] = {}  # each cluster's state once set up, by id
+
+
+def _state(c: LocalCluster) -> State:
+    """All the node holds: its log head and a copy of every entry (record, vector, stamp, lease, eviction)."""
+    replica = c.nodes[0].replica
+    return replica.log.head, {key: copy.copy(entry) for key, entry in replica.entries.items()}
 
 
 @pytest.fixture
 async def cluster():  # type: ignore[no-untyped-def]
     async with LocalCluster(1, secret=SECRET) as c:
         await c.request(0, "POST", "/eureka/apps/keep", json_body=instance_body("keep", "k1"))
+        _before[id(c)] = _state(c)
         yield c
+        del _before[id(c)]
 
 
 async def _unchanged(c: LocalCluster) -> None:
     assert await c.ids(0) == {"k1"}
+    assert _state(c) == _before[id(c)]
 
 
 @pytest.mark.parametrize(("body", "ctype", "error"), BAD_REGISTERS)
@@ -66,6 +84,10 @@ async def test_oversized_body_gets_413(cluster: LocalCluster) -> None:
 
 @pytest.mark.parametrize(("method", "path", "want"), [
     ("PUT", "/eureka/apps/KEEP/k1/status?value=NOT_A_STATUS", 400),
+    ("PUT", "/eureka/apps/KEEP/k1/status", 400),  # no value: not an override to UNKNOWN
+    ("PUT", "/eureka/apps/KEEP/k1/metadata?" + "&".join(f"k{n}=v" for n in range(65)), 400),
+    ("PUT", "/eureka/apps/KEEP/k1/metadata?=x&ctl=%01y", 400),  # an empty key, a control character
+    ("PUT", "/eureka/apps/KEEP/k1/metadata?ok=1&" + "k" * 300 + "=v", 400),
     ("PUT", "/eureka/apps/KEEP/k1?lastDirtyTimestamp=banana", 400),
     ("PUT", "/eureka/apps/KEEP/nobody/status?value=UP", 404),
     ("GET", "/eureka/apps/NOPE", 404),
@@ -95,13 +117,47 @@ async def test_unsigned_peer_requests_get_401_before_routing(cluster: LocalClust
 async def test_replayed_or_forged_peer_messages_get_401(cluster: LocalCluster) -> None:
     body = wire.encode(Digest("x~1", 0, "", 0))
     old = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000 - 120_000)
+    ahead = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000 + 120_000)
     forged = auth.sign(b"wrong", "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
-    for headers in (old, forged):
+    for headers in (old, ahead, forged):
         assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == 401
+    assert cluster.nodes[0].rejected.auth == 3
+
+
+async def test_a_captured_signed_digest_cannot_be_played_again(cluster: LocalCluster) -> None:
+    """Within the window a replayed digest would read the whole registry: the same signature works once."""
+    body = wire.encode(Digest("x~1", 0, "", 0))
+    headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)
+    assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == 200
+    status, payload, _ = await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=headers)
+    assert status == 401 and "replayed" in json.loads(payload)["detail"]
+    bad_time = {**headers, auth.TIMESTAMP_HEADER: "\u00b2"}  # a digit to str.isdigit, no number to int()
+    assert (await cluster.request(0, "POST", "/v1/peer/messages", data=body, headers=bad_time))[0] == 401
+
+
+@pytest.mark.parametrize(("max_clock_skew", "offset_s", "want"), [
+    (60.0, -45, 200), (60.0, 45, 200), (60.0, -75, 401), (60.0, 75, 401),
+    (10.0, -5, 200), (10.0, 5, 200), (10.0, -20, 401), (10.0, 20, 401),
+])
+async def test_signatures_are_accepted_as_far_off_as_the_clock_skew_guard_allows(
+        max_clock_skew: float, offset_s: int, want: int) -> None:
+    """One setting bounds both: a peer whose clock the HLC accepts is not refused a signature, and the other way
+    round (a fixed 30 s window refused peers 31-60 s off with 401 once a secret was set)."""
+    body = wire.encode(Digest("x~1", 0, "", 0))
+    async with LocalCluster(1, secret=SECRET, max_clock_skew=max_clock_skew) as c:
+        headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body,
+                            time.time_ns() // 1_000_000 + offset_s * 1000)
+        assert (await c.request(0, "POST", "/v1/peer/messages", data=body, headers=headers))[0] == want
+
+
+TINY_LEASE = {**InstanceInfo("BAD", "b9", "h", "10.0.0.1").to_dict(), "renewal_interval_s": 0.0001}
 
 
 @pytest.mark.parametrize("body", [b"\x81\xa4type\xa8register", msgpack.packb({"v": 1, "t": 99, "b": []}),
                                   msgpack.packb({"v": 1, "t": 1, "b": ["x", 0, 0, [["A", "i", {"app": 5}]], []]}),
+                                  msgpack.packb({"v": 1, "t": 1, "b": ["x~1", 0, 1, [
+                                      ["BAD", "b9", TINY_LEASE, {"x~1": 1}, [1, 0, "x~1"], [0, 0, ""]]],
+                                      [], [], [], []]}),
                                   b"\x00" * 100])
 async def test_signed_garbage_or_unknown_message_types_get_400(cluster: LocalCluster, body: bytes) -> None:
     headers = auth.sign(SECRET.encode(), "POST", "/v1/peer/messages", body, time.time_ns() // 1_000_000)

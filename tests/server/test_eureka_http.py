@@ -56,6 +56,18 @@ async def test_renew_unknown_gets_empty_404_and_reregistering_fixes_it() -> None
         assert (await c.request(0, "PUT", f"/eureka/apps/ORDERS/ghost?lastDirtyTimestamp={newer}"))[0] == 404
 
 
+async def test_a_heartbeat_carrying_the_registered_last_dirty_timestamp_is_renewed_at_every_node() -> None:
+    async with LocalCluster(2) as c:
+        body = instance_body("orders", "o-1")
+        body["instance"]["lastDirtyTimestamp"] = "1700000000123"
+        await c.request(0, "POST", "/eureka/apps/orders", json_body=body)
+        assert await eventually(lambda: _has(c, 1, "o-1"))
+        for node in (0, 1):  # what a Eureka client sends with every heartbeat: its own lastDirtyTimestamp
+            path = "/eureka/apps/ORDERS/o-1?status=UP&lastDirtyTimestamp=1700000000123"
+            assert (await c.request(node, "PUT", path))[0] == 200
+            assert (await c.request(node, "PUT", "/eureka/apps/ORDERS/o-1?lastDirtyTimestamp=1700000000124"))[0] == 404
+
+
 async def test_delta_and_hashcode_let_a_client_reconcile() -> None:
     async with LocalCluster(2) as c:
         for iid in ("a", "b", "c"):

@@ -160,3 +160,21 @@ async def _absent(c: LocalCluster, iid: str) -> bool:
 async def _field(c: LocalCluster, iid: str, name: str, value: Any) -> bool:
     found = await instance(c, iid)
     return found is not None and found[name] == value
+
+
+async def test_the_node_registers_itself_as_one_of_the_java_peers_own_app() -> None:
+    """A Java node lists a peer as an available replica only if an instance of its own app has the peer's host
+    name (Netflix/eureka StatusUtil.isReplicaAvailable): --eureka-app registers this node so, and renews it."""
+    async with LocalCluster(1) as java:
+        async with LocalCluster(1, eureka_peers=(f"{java.url(0)}/eureka/",), eureka_app="eureka-server",
+                                renewal_interval=0.2) as c:
+            port = c.ports[0]
+            path = f"/eureka/apps/EUREKA-SERVER/127.0.0.1:eureka-server:{port}"
+
+            async def listed() -> bool:
+                status, body, _ = await java.request(0, "GET", path)
+                return status == 200 and json.loads(body)["instance"]["hostName"] == "127.0.0.1"
+
+            assert await eventually(listed, 3)
+            renewals = java.nodes[0].replica.counters.renewals_local
+            assert await eventually(lambda: _true(java.nodes[0].replica.counters.renewals_local > renewals + 1), 3)

@@ -16,7 +16,7 @@ from apreg.server.discovery import peers_from_dns
 from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
 
-from .harness import LocalCluster, eventually, free_port, instance_body
+from .harness import LocalCluster, PortHold, eventually, free_port, instance_body
 
 
 async def test_a_peer_added_at_runtime_is_synced_and_a_removed_one_released() -> None:
@@ -37,7 +37,8 @@ async def test_a_peer_added_at_runtime_is_synced_and_a_removed_one_released() ->
 
 async def test_peers_follow_what_dns_says_and_leave_this_node_out() -> None:
     """Three nodes on 127.0.0.1-3 at one port, as pods behind a headless Service; the name's records change."""
-    port = free_port()
+    hold = PortHold()  # 127.0.0.1's port stays ours; the nodes listen on it with reuse_port
+    port = hold.port
     records = {"apreg.test": ["127.0.0.1", "127.0.0.2"]}
 
     async def resolver(host: str, _: int) -> list[str]:
@@ -51,7 +52,7 @@ async def test_peers_follow_what_dns_says_and_leave_this_node_out() -> None:
             node = Node(settings, resolver=resolver)
             runner = web.AppRunner(build_app(node), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, settings.host, port).start()
+            await web.TCPSite(runner, settings.host, port, reuse_port=True).start()
             runners.append(runner)
             nodes.append(node)
         assert await eventually(lambda: _true(tuple(nodes[0].links) == (f"http://127.0.0.2:{port}",)), 3)
@@ -66,6 +67,7 @@ async def test_peers_follow_what_dns_says_and_leave_this_node_out() -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        hold.close()
 
 
 async def test_dns_names_ipv6_addresses_in_brackets_and_skips_the_advertised_one() -> None:
@@ -91,7 +93,8 @@ async def _listed(s: aiohttp.ClientSession, url: str, iid: str) -> bool:
 
 
 async def test_sighup_rereads_the_config_and_the_peers_follow(tmp_path: Any) -> None:
-    port, peer = free_port(), free_port()
+    dead_peer = PortHold()  # refuses connections, and nothing else can be given its port
+    port, peer = free_port(), dead_peer.port
     config = tmp_path / "apreg.toml"
     config.write_text(f'port = {port}\npeers = ""\n')
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "apreg", "serve", "--config", str(config),
@@ -116,6 +119,7 @@ async def test_sighup_rereads_the_config_and_the_peers_follow(tmp_path: Any) -> 
     finally:
         process.terminate()
         await process.wait()
+        dead_peer.close()
 
 
 async def _true_async(got: Any, want: Any) -> bool:

@@ -136,3 +136,14 @@ def test_delta_window_is_pruned_on_writes_even_if_nobody_reads_it() -> None:
     for at_ms in (0, 1_000, feed_module.DELTA_RETENTION_MS + 500):
         feed.publish([Change(record.key, Action.CANCEL, record, at_ms, info)])
     assert [event.at_ms for event in feed.recent] == [1_000, feed_module.DELTA_RETENTION_MS + 500]
+
+
+async def test_an_eviction_reaches_watchers() -> None:
+    async with LocalCluster(1, eviction_interval=0.1, self_preservation=False) as c:
+        assert c.session is not None
+        watching = asyncio.create_task(_events(c.session, c.url(0) + "/v1/watch?since=0", 2))
+        body = instance_body("svc", "silent", renewal=0.2, duration=0.5)
+        assert (await c.request(0, "POST", "/eureka/apps/svc", json_body=body))[0] == 204
+        events = await asyncio.wait_for(watching, 5)  # never renewed: evicted about 0.5 s later
+        assert [(d["instance_id"], d["action"]) for _, d in events] == [("silent", "register"), ("silent", "evict")]
+        assert events[1][1]["instance"]["instanceId"] == "silent"
