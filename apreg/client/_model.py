@@ -73,3 +73,7 @@ class Registration:
     vip_address: str | None = None
     registered: bool = False
     """True once a node acknowledged the registration; False again when a renew found it unknown."""
+    last_error: str = ""
+    """Why the latest attempt to register failed ("" once one succeeds)."""
+    refused: bool = False
+    """The latest attempt was answered with a 4xx: the registry refuses this registration as it stands."""

@@ -39,8 +39,9 @@ class Registrar:
         self._stop(key)
         self._owned[key] = reg
         try:
-            await self._register(reg)
+            await self._register(reg, told=True)
         except RegistryUnavailable as exc:  # the caller sees reg.registered; the loop warns if it keeps failing
+            reg.last_error = str(exc)
             log.info("registering %s/%s failed, will retry: %s", reg.app, reg.instance_id, exc)
         self._tasks[key] = asyncio.create_task(self._keep_alive(reg), name=f"apreg-renew-{reg.app}/{reg.instance_id}")
 
@@ -105,8 +106,10 @@ class Registrar:
             raise RequestRejected(reply.status, reply.body.decode("utf-8", "replace")[:200])
 
     async def _keep_alive(self, reg: Registration) -> None:
+        """Renew, or register until it takes. Failures are warned about once per outage of an instance that
+        was registered; until the first success the caller watches `reg` (INFO lines only)."""
         failures = 0 if reg.registered else 1
-        warned = False
+        warned, outage_level = False, logging.WARNING if reg.registered else logging.INFO
         while True:
             if failures == 0:
                 delay = reg.renewal_interval
@@ -118,12 +121,15 @@ class Registrar:
                 reason = "the registry refused it"
             except RegistryUnavailable as exc:
                 ok, reason = False, str(exc)
+                if not reg.registered:
+                    reg.last_error = reason
             if ok:
-                failures, warned = 0, False
+                failures, warned, outage_level = 0, False, logging.WARNING
                 continue
             failures += 1
             if not warned:  # once per outage, not once per retry
-                log.warning("keeping %s/%s registered failed, retrying: %s", reg.app, reg.instance_id, reason)
+                log.log(outage_level, "keeping %s/%s registered failed, retrying: %s", reg.app, reg.instance_id,
+                        reason)
                 warned = True
 
     async def _renew(self, reg: Registration) -> bool:
@@ -138,11 +144,15 @@ class Registrar:
         log.warning("renewing %s/%s: %s answered %s", reg.app, reg.instance_id, reply.node, reply.status)
         return False
 
-    async def _register(self, reg: Registration) -> bool:
+    async def _register(self, reg: Registration, told: bool = False) -> bool:
+        """One attempt; `told`: the caller reads the outcome from `reg`, so a refusal is not logged as well."""
         reply = await self._pool.request("POST", f"{self._prefix}/apps/{quote(reg.app, safe='')}",
                                          json=registration_body(reg))
         reg.registered = reply.status == 204
+        reg.refused = 400 <= reply.status < 500
+        reg.last_error = "" if reg.registered else (
+            f"{reply.node} answered {reply.status}: {reply.body[:300].decode('utf-8', 'replace')}")
         if not reg.registered:
-            log.warning("registering %s/%s: %s answered %s %s", reg.app, reg.instance_id, reply.node, reply.status,
-                        reply.body[:200].decode("utf-8", "replace"))
+            log.log(logging.INFO if told else logging.WARNING, "registering %s/%s: %s", reg.app, reg.instance_id,
+                    reg.last_error)
         return reg.registered

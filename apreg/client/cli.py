@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
 from typing import Any, Sequence
+
+from apreg.logs import LEVELS
 
 from ._codec import parse_applications
 from ._client import RegistryClient
@@ -22,27 +25,36 @@ DEFAULT_REGISTRY = "http://127.0.0.1:8761"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    registry_help = f"registry base URLs, comma-separated (default: $APREG_REGISTRY or {DEFAULT_REGISTRY})"
+    registry_help = f"registry base URLs, comma-separated (default $APREG_REGISTRY or {DEFAULT_REGISTRY})"
 
     reg = subparsers.add_parser("register", help="register an instance and renew it until Ctrl-C/SIGTERM")
-    reg.add_argument("app")
-    reg.add_argument("--host", required=True)
-    reg.add_argument("--port", type=int, required=True)
-    reg.add_argument("--instance-id", help="default: HOST:app:PORT")
-    reg.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
-    reg.add_argument("--renewal-interval", type=float, default=30.0, metavar="S")
-    reg.add_argument("--lease-duration", type=float, default=90.0, metavar="S")
+    reg.add_argument("app", help="the application's name (shown upper-case)")
+    reg.add_argument("--host", required=True, help="the instance's host name (required)")
+    reg.add_argument("--port", type=int, required=True, help="the instance's port (required)")
+    reg.add_argument("--instance-id", help="the instance's id (default HOST:app:PORT)")
+    reg.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                     help="a metadata entry, repeatable (default none)")
+    reg.add_argument("--renewal-interval", type=float, default=30.0, metavar="S",
+                     help="seconds between renewals (default 30)")
+    reg.add_argument("--lease-duration", type=float, default=90.0, metavar="S",
+                     help="seconds the registry keeps the instance without a renewal (default 90)")
+    reg.add_argument("--wait", type=float, default=30.0, metavar="S",
+                     help="while no registry answers, keep trying (with backoff) this long before giving up "
+                          "(default 30)")
     reg.add_argument("--registry", help=registry_help)
     reg.set_defaults(func=_run_register)
 
     ls = subparsers.add_parser("ls", help="list registered instances")
-    ls.add_argument("app", nargs="?")
+    ls.add_argument("app", nargs="?", help="only this application (default all)")
     ls.add_argument("--registry", help=registry_help)
     ls.set_defaults(func=_run_ls)
 
     status = subparsers.add_parser("status", help="show each registry node's /v1/status")
     status.add_argument("--registry", help=registry_help)
     status.set_defaults(func=_run_status)
+    for command in (reg, ls, status):
+        command.add_argument("--log-level", type=str.upper, choices=LEVELS, default="WARNING",
+                             help="logging level (default WARNING)")
 
 
 def _registries(args: argparse.Namespace) -> list[str]:
@@ -82,13 +94,29 @@ async def _register(args: argparse.Namespace, metadata: dict[str, str]) -> int:
                                         lease_duration=args.lease_duration)
         except ValueError as exc:
             return _fail(str(exc))
+        deadline = loop.time() + args.wait
+        while not (reg.registered or reg.refused or stop.is_set()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # the client retries with backoff meanwhile
+        if reg.refused:
+            return _fail(f"the registry refused the registration: {_registry_error(reg.last_error)}")
         if not reg.registered:
-            return _fail(f"no registry answered at {', '.join(urls)}")
+            return _fail(f"no registry answered at {', '.join(urls)} within {args.wait:g} s ({reg.last_error})")
         print(f"registered {reg.app}/{reg.instance_id}; renewing every {reg.renewal_interval:g} s (Ctrl-C to stop)",
               flush=True)
         await stop.wait()
     print(f"cancelled {reg.app}/{reg.instance_id}", flush=True)
     return 0
+
+
+def _registry_error(error: str) -> str:
+    """A registry's `{"error", "detail"}` body in words; any other body as it came."""
+    node, _, body = error.partition(" answered ")
+    status, _, payload = body.partition(": ")
+    try:
+        parsed = json.loads(payload)
+        return f"{node} answered {status}: {parsed['error']}: {parsed['detail']}"
+    except (ValueError, TypeError, KeyError):
+        return error
 
 
 def _run_ls(args: argparse.Namespace) -> int:
@@ -144,9 +172,18 @@ async def _status(args: argparse.Namespace) -> int:
 
 def _status_row(url: str, status: dict[str, Any]) -> list[Any]:
     peers = status.get("peers") or []
-    sp = status.get("self_preservation") or {}
-    renewals = f"{sp.get('renewals_in_window', '?')}/{sp.get('threshold', '?')}"
-    preservation = ("ACTIVE " if sp.get("active") else "off ") + f"({renewals} renewals/threshold)"
+    preservation = _preservation_cell(status.get("self_preservation") or {})
     return [url, status.get("node_id", "?"), "yes" if status.get("in_sync") else "no",
             f"{sum(1 for p in peers if p.get('reachable'))}/{len(peers)}", status.get("instances", "?"),
             preservation, status.get("conflicts", "?")]
+
+
+def _preservation_cell(sp: dict[str, Any]) -> str:
+    """Engaged: since when and the earliest release; otherwise the renewals seen against those needed, when
+    any are expected (a registry with no live lease has no figures worth showing)."""
+    if sp.get("active"):
+        return f"ACTIVE since {sp.get('since', '?')}, holds until {sp.get('holds_until', '?')}"
+    state = "off" if sp.get("enabled", True) else "disabled"
+    if sp.get("expected"):
+        return f"{state} ({sp.get('renewals_in_window')} renewals seen, {sp.get('threshold')} needed)"
+    return state

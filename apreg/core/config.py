@@ -14,6 +14,9 @@ class CoreConfig:
     renewal_threshold: float = 0.85  # below this share of expected renewals, stop evicting
     self_preservation: bool = True
     min_hold_windows: int = 5  # once engaged, self-preservation holds at least this many windows
+    # Self-preservation also needs more than this many instances' worth of renewals missing: one or two crashes
+    # are evicted whatever the registry's size (preservation.py).
+    min_missing_instances: float = 2.0
     max_eviction_fraction: float = 0.15  # one eviction pass removes at most this share of the registry
     tombstone_ttl_ms: int = 24 * 3600 * 1000  # the longest partition that cannot resurrect a cancel
     max_clock_skew_ms: int = 60_000  # remote timestamps further ahead than this are rejected

@@ -41,6 +41,7 @@ class RegistryIndex:
     # instance id -> the app holding it, or a tuple of apps when several do (ids are unique in practice)
     by_id: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     status_counts: dict[Status, int] = field(default_factory=dict)
+    app_status_counts: dict[str, dict[Status, int]] = field(default_factory=dict)  # for metrics, never walked
     count: int = 0
     version: int = 0
     _app_versions: dict[str, int] = field(default_factory=dict)
@@ -59,8 +60,8 @@ class RegistryIndex:
             self.by_app.setdefault(key.app, {})[key.instance_id] = entry
             self._add_id(key)
         else:
-            self._count(old.status, -1)
-        self._count(new.status, 1)
+            self._count(key.app, old.status, -1)
+        self._count(key.app, new.status, 1)
         if old is None or old.vip_address != new.vip_address or old.secure_vip_address != new.secure_vip_address:
             self._move_vips(self.by_vip, self._vip_versions, key, entry,
                             vip_list(old.vip_address) if old else _NO_VIPS, vip_list(new.vip_address))
@@ -78,7 +79,7 @@ class RegistryIndex:
         self.version += 1
         self._app_versions[key.app] = self.version
         self.count -= 1
-        self._count(old.status, -1)
+        self._count(key.app, old.status, -1)
         instances = self.by_app[key.app]
         del instances[key.instance_id]
         if not instances:
@@ -87,12 +88,12 @@ class RegistryIndex:
         self._move_vips(self.by_vip, self._vip_versions, key, entry, vip_list(old.vip_address), _NO_VIPS)
         self._move_vips(self.by_svip, self._svip_versions, key, entry, vip_list(old.secure_vip_address), _NO_VIPS)
 
-    def _count(self, status: Status, delta: int) -> None:
-        left = self.status_counts.get(status, 0) + delta
-        if left:
-            self.status_counts[status] = left
-        else:
-            del self.status_counts[status]
+    def _count(self, app: str, status: Status, delta: int) -> None:
+        _add(self.status_counts, status, delta)
+        per_app = self.app_status_counts.setdefault(app, {})
+        _add(per_app, status, delta)
+        if not per_app:
+            del self.app_status_counts[app]
 
     def _move_vips(self, index: dict[str, dict[InstanceKey, Entry]], versions: dict[str, int], key: InstanceKey,
                    entry: Entry, old: tuple[str, ...], new: tuple[str, ...]) -> None:
@@ -148,3 +149,11 @@ class RegistryIndex:
     def entries(self) -> Iterator[Entry]:
         for instances in self.by_app.values():
             yield from instances.values()
+
+
+def _add(counts: dict[Status, int], status: Status, delta: int) -> None:
+    left = counts.get(status, 0) + delta
+    if left:
+        counts[status] = left
+    else:
+        del counts[status]

@@ -119,9 +119,11 @@ class Replica:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
         self._first_vv = MappingProxyType({self.replica_id: 1})
         self.clock = HybridClock(self.replica_id, self.config.max_clock_skew_ms)
-        self.preservation = SelfPreservation(self.config.renewal_window_ms, self.config.renewal_threshold,
-                                             self.config.self_preservation, self.config.min_hold_windows)
-        self.leases = LeaseLedger(self.config.renewal_window_ms)
+        config = self.config
+        self.preservation = SelfPreservation(config.renewal_window_ms, config.renewal_threshold,
+                                             config.self_preservation, config.min_hold_windows,
+                                             config.min_missing_instances)
+        self.leases = LeaseLedger(config.renewal_window_ms)
         self.peers = {name: PeerState() for name in self.peer_names}
         self.synced = not self.peer_names
 
@@ -537,7 +539,9 @@ class Replica:
     def _decide(self, sweep: Sweep, now_ms: int) -> None:
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
-        sweep.preservation_changed = self.preservation.update(now_ms, *self.leases.sums())
+        observed, expected = self.leases.sums()
+        sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(self.leases.terms),
+                                                              self._longest_lease)
         if self._eviction_requested:
             self._eviction_requested = False
             if self.preservation.allows_eviction and not self._evictions_held(now_ms):
@@ -545,6 +549,11 @@ class Replica:
                 # Cost grows with what has expired, not with the registry: the ledger keeps them apart.
                 sweep.victims = sorted((term.anchor_ms, key) for key, term in self.leases.expired.items())[:cap]
                 sweep.victims.reverse()  # oldest last: taken from the end
+
+    def _longest_lease(self) -> int:
+        """The longest live lease: a scan, asked for only when self-preservation engages (to say by when it
+        releases), never on a regular pass."""
+        return max((term.duration_ms for term in self.leases.terms.values()), default=0)
 
     def _note_gap(self, now_ms: int) -> None:
         """Passes come every window/EVALUATIONS_PER_WINDOW; three missed means the process was stopped (SIGSTOP,

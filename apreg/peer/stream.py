@@ -79,7 +79,7 @@ class PeerStream:
                     timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status not in NO_STREAM_STATUSES:
-                raise self.link.give_up(exc) from exc
+                raise self.link.give_up(exc, exc.status) from exc
             log.info("peer %s has no push stream (HTTP %d): pushing to it by POST", url, exc.status)
             self.post_until = time.monotonic() + STREAM_RETRY_S
             return

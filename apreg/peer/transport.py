@@ -36,6 +36,7 @@ class PeerLink:
     sent: int = 0  # messages delivered, by either channel
     streaming: bool = False  # pushes go over an open push stream (apreg.peer.stream)
     frames: int = 0  # pushes delivered as stream frames
+    auth_refused: bool = False  # its last answer was 401: it does not accept our signature (a secret mismatch)
     wire_version: int = wire.OLDEST  # what we send it: its last answer's best common version (wire.negotiate)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -46,12 +47,17 @@ class PeerLink:
         if not self.reachable:
             log.info("peer %s reachable", self.url)
         self.reachable, self.failures, self.retry_at, self.last_error = True, 0, 0.0, ""
+        self.auth_refused = False
 
-    def failed(self, error: str) -> None:
-        if self.reachable or not self.failures:
-            log.warning("peer %s unreachable: %s", self.url, error)
+    def failed(self, error: str, auth_refused: bool = False) -> None:
+        """Logged once per change of state (reachable, unreachable, refusing us), not per failure."""
+        if self.reachable or not self.failures or auth_refused != self.auth_refused:
+            if auth_refused:
+                log.error("peer %s refuses our signature: the two nodes' secrets differ (%s)", self.url, error)
+            else:
+                log.warning("peer %s unreachable: %s", self.url, error)
         self.failures += 1
-        self.reachable, self.last_error = False, error
+        self.reachable, self.last_error, self.auth_refused = False, error, auth_refused
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16))
         self.retry_at = time.monotonic() + self.rng.uniform(0, delay)  # full jitter
 
@@ -59,10 +65,13 @@ class PeerLink:
         self.succeeded()
         self.sent += 1
 
-    def give_up(self, cause: Exception | str) -> PeerUnavailable:
-        """Mark the peer failed (it backs off) and return the error for the caller to raise."""
+    def give_up(self, cause: Exception | str, status: int = 0) -> PeerUnavailable:
+        """Mark the peer failed (it backs off) and return the error for the caller to raise; `status` is the
+        HTTP status it answered, if any (401: a secret mismatch, reported as such)."""
         error = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
-        self.failed(error)
+        if status == 401:
+            error = f"secret mismatch: the peer answered 401 to our signed request ({error})"
+        self.failed(error, auth_refused=status == 401)
         return PeerUnavailable(error)
 
 
@@ -71,6 +80,7 @@ class PeerTransport:
     session: aiohttp.ClientSession
     secret: bytes | None
     timeout: aiohttp.ClientTimeout
+    reply_bytes: int = 0  # bytes of every reply read (anti-entropy pages: pushes are answered with empty 204s)
 
     async def send(self, link: PeerLink, message: Message) -> Message | None:
         """POST one message; returns the decoded reply (for a Digest) or None; raises PeerUnavailable."""
@@ -82,11 +92,12 @@ class PeerTransport:
             async with self.session.post(link.url + MESSAGES_PATH, data=body, headers=headers,
                                          timeout=self.timeout) as response:
                 payload = await response.read()
+            self.reply_bytes += len(payload)
             frame = wire.decode_frame(payload) if response.status == 200 and payload else None
         except (*NETWORK_ERRORS, wire.WireError) as exc:
             raise link.give_up(exc) from exc
         if response.status not in (200, 204):
-            raise link.give_up(f"HTTP {response.status}: {payload[:200]!r}")
+            raise link.give_up(f"HTTP {response.status}: {payload[:200]!r}", response.status)
         link.delivered()
         if frame is None:
             return None

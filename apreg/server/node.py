@@ -17,8 +17,9 @@ import aiohttp
 from apreg.core.instance import InstanceKey
 from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
-from apreg.core.replica import Outgoing, Replica
+from apreg.core.replica import Action as ChangeKind, Change, Outgoing, Replica
 from apreg.eureka.replication import Action
+from apreg.logs import NODE
 from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
@@ -28,12 +29,18 @@ from .discovery import Resolver, peers_from_dns, system_resolver
 from .documents import DocumentCache
 from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
+from .instruments import Instruments
+from .preservation_view import describe_transition
 from .settings import NodeSettings
 from .tls import client_context
 
 log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
 STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
+ACTIVITY_LOG_INTERVAL_S = 60.0
+REFUSAL_MEMORY_S = 30.0  # a node that refused a peer's signed message this recently is not in sync with it
+ACTION_WORDS = {ChangeKind.REGISTER: "registered", ChangeKind.MODIFY: "metadata changes",
+                ChangeKind.STATUS: "status changes", ChangeKind.CANCEL: "cancelled", ChangeKind.EVICT: "evicted"}
 T = TypeVar("T")
 
 
@@ -43,6 +50,18 @@ class RejectCounts:
     peer: int = 0  # malformed peer messages
     auth: int = 0  # peer messages refused for a missing or wrong signature
     client_auth: int = 0  # client requests refused for a missing or wrong password, or a role short of it
+    auth_from: str = ""  # the address the latest of those came from
+    auth_at: float = float("-inf")  # monotonic time of the latest
+
+
+@dataclass(slots=True)
+class AntiEntropyCounts:
+    """Records and renewals in anti-entropy replies, both ways, and the bytes of those we sent (the bytes of
+    those we received are counted by the transport)."""
+
+    items_received: int = 0
+    items_sent: int = 0
+    bytes_sent: int = 0
 
 
 @dataclass(slots=True)
@@ -79,8 +98,11 @@ class Node:
         self.documents = DocumentCache(self.replica, self.feed, refresh_ms=self.replica.config.renewal_interval_ms,
                                        max_age_ms=round(settings.read_cache_max_age * 1000))
         self.links = {url: PeerLink(url) for url in settings.peers}
+        self.started = time.monotonic()
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
+        self.anti_entropy = AntiEntropyCounts()
+        self.metrics = Instruments()
         self._wake = {url: asyncio.Event() for url in settings.peers}
         self._flush_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -89,15 +111,42 @@ class Node:
         self._streams: dict[str, PeerStream] = {}
         self._sweeping = asyncio.Lock()
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
+        self._activity: dict[ChangeKind, int] = {}  # changes applied since the last activity line, by action
+        self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
         self._pushers: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
         self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.committed,
                                              settings.peer_timeout) if settings.eureka_peers else None
 
+    @property
+    def transport(self) -> PeerTransport | None:
+        return self._transport
+
+    @property
+    def in_sync(self) -> bool:
+        """The initial pull is done and no peer refuses our signature: a node whose peer turns its messages
+        away (a secret mismatch) is not in sync with it, whatever it pulled from the others."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the node is not ready (None when it is), for /readyz and its log."""
+        refusing = [link.url for link in self.links.values() if link.auth_refused]
+        if refusing:
+            return f"peer(s) {', '.join(refusing)} refuse this node's signature: the secrets differ"
+        refused_ago = time.monotonic() - self.rejected.auth_at
+        if refused_ago < REFUSAL_MEMORY_S:
+            return (f"this node refuses peer messages from {self.rejected.auth_from} (refused {refused_ago:.0f} s "
+                    "ago): is its secret different?")
+        if not self.replica.synced and len(self._itself) < len(self.links):
+            errors = "; ".join(f"{link.url}: {link.last_error or 'no answer yet'}" for link in self.links.values())
+            return f"initial pull from peers not finished ({errors})"
+        return None
+
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
                                                                              ssl=client_context(s)))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
@@ -109,6 +158,7 @@ class Node:
                  self._every(collector.SETTLE_INTERVAL_S, collector.settle),
                  self._every(s.eviction_interval, self._eviction_pass),
                  self._every(s.renewal_window / EVALUATIONS_PER_WINDOW, self._preservation_check),
+                 self._every(ACTIVITY_LOG_INTERVAL_S, self._log_activity),
                  self._initial_sync()]
         if self.eureka_peers is not None:
             loops.append(self.eureka_peers.run(self._session))
@@ -153,6 +203,23 @@ class Node:
         changes = self.replica.take_changes()
         if changes:
             self.documents.note(changes, self.feed.publish(changes))
+            self._note_activity(changes)
+
+    def _note_activity(self, changes: list[Change]) -> None:
+        """A DEBUG line per change (a fleet registers thousands a minute), counts for the INFO summary."""
+        counts = self._activity
+        for change in changes:
+            counts[change.action] = counts.get(change.action, 0) + 1
+        if log.isEnabledFor(logging.DEBUG):
+            for change in changes:
+                log.debug("%s %s/%s", change.action.value, change.key.app, change.key.instance_id)
+
+    def _log_activity(self) -> None:
+        """At most one INFO line per ACTIVITY_LOG_INTERVAL_S, and only when something changed."""
+        if self._activity:
+            done = ", ".join(f"{count} {ACTION_WORDS[action]}" for action, count in self._activity.items())
+            log.info("last %g s: %s; %d instances", ACTIVITY_LOG_INTERVAL_S, done, self.replica.index.count)
+            self._activity = {}
 
     def _schedule_flush(self, delay: float) -> None:
         if delay <= 0:
@@ -178,7 +245,7 @@ class Node:
         while True:
             await wake.wait()
             wake.clear()
-            if not link.ready():
+            if not link.ready() or url in self._itself:
                 continue  # backing off: anti-entropy repairs this peer once it answers again
             push = self.replica.push_for(url, self.now_ms())
             if push is not None:
@@ -247,7 +314,10 @@ class Node:
 
     def receive(self, message: Message) -> Message | None:
         """A message from a peer (POST or push stream); returns the reply to send back, if any."""
-        reply = self.replica.receive(message, self.now_ms())
+        now_ms = self.now_ms()
+        reply = self.replica.receive(message, now_ms)
+        if isinstance(message, Push) and message.delta.records:
+            self.metrics.observe_apply("push", message.delta.records, now_ms)
         self.committed(urgent=not isinstance(message, Push) or bool(message.delta.records))
         return reply
 
@@ -257,28 +327,37 @@ class Node:
         if isinstance(out.message, Digest):
             await self._pull(out.peer, out.message)
         elif isinstance(out.message, Push):
-            stream = self._streams.get(out.peer)  # None: removed since the push was made
+            stream, start = self._streams.get(out.peer), time.perf_counter()  # None: removed since the push was made
+            if stream is None:
+                return
             try:
-                if stream is not None:
-                    await stream.send(out.message)
+                await stream.send(out.message)
             except PeerUnavailable:
-                pass
+                return
+            channel = "stream" if stream.link.streaming else "post"
+            self.metrics.push_duration.labels(channel).observe(time.perf_counter() - start)
 
     async def _pull(self, url: str, digest: Digest) -> None:
         """Send a digest and apply the pages it brings. While a page is applied the next one is already asked
         for, so the peer encodes it meanwhile (a full pull takes about half as long as asking page by page). One
         pull per peer at a time: an anti-entropy round that comes due meanwhile would only fetch the same pages."""
-        if url in self._pulling:
+        if url in self._pulling or url in self._itself:
             return
         self._pulling.add(url)
         next_page: asyncio.Task[Message | None] | None = None
         try:
             reply = await self._ask(url, digest)
+            if isinstance(reply, DigestReply) and reply.delta.sender == self.replica.replica_id:
+                self._found_itself(url)
+                return
             while isinstance(reply, DigestReply):
                 if reply.more:
                     next_page = asyncio.create_task(self._ask(url, self.replica.digest_for(url, ahead_of=reply)))
                 bulk = not self.replica.synced
-                self.replica.receive(reply, self.now_ms(), peer=url)
+                self.anti_entropy.items_received += len(reply.delta.records) + len(reply.delta.renewals)
+                now_ms = self.now_ms()
+                self.replica.receive(reply, now_ms, peer=url)
+                self.metrics.observe_apply("anti_entropy", reply.delta.records, now_ms)
                 if bulk:
                     collector.settle()  # the pulled records are long-lived: keep them out of collections
                 self.committed()
@@ -290,15 +369,25 @@ class Node:
             if next_page is not None:  # stopped (node shutting down) while a page was on its way
                 next_page.cancel()
 
+    def _found_itself(self, url: str) -> None:
+        """A peer URL that answers with our own replica id (a name or address of this host that the start-up
+        check could not tell): it is left out from now on, as Eureka leaves itself out of its peer list."""
+        self._itself.add(url)
+        self.links[url].last_error = "this node itself: ignored"
+        log.warning("peer %s is this node itself (it answered with our replica id): ignoring it", url)
+
     async def _ask(self, url: str, digest: Digest) -> Message | None:
         assert self._transport is not None
         link = self.links.get(url)
         if link is None:
             return None  # removed while a pull was running
+        start = time.perf_counter()
         try:
-            return await self._transport.send(link, digest)
+            reply = await self._transport.send(link, digest)
         except PeerUnavailable:
             return None
+        self.metrics.digest_round_trip.observe(time.perf_counter() - start)
+        return reply
 
     async def _initial_sync(self) -> None:
         """Pull from every peer at once: a node that starts empty is in sync as soon as one answers."""
@@ -332,11 +421,5 @@ class Node:
         if outcome.evicted:
             log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))
-        if outcome.preservation_changed:
-            state = self.replica.preservation.last
-            if state.active:
-                log.warning("self-preservation ENGAGED: %.1f renewals in the last window, %.1f needed of %.1f "
-                            "expected; eviction stops", state.renewals_in_window, state.threshold, state.expected)
-            else:
-                log.warning("self-preservation released: %.1f renewals in the last window, %.1f needed",
-                            state.renewals_in_window, state.threshold)
+        for transition in self.replica.preservation.take_transitions():
+            log.warning("%s", describe_transition(transition, self.replica.preservation))

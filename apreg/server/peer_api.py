@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from apreg.core.messages import Push
+from apreg.core.messages import DigestReply, Push
 from apreg.peer import auth, wire
 from apreg.peer.stream import CLOSE_TIMEOUT_S, STREAM_PATH
 from apreg.peer.transport import MESSAGES_PATH
@@ -22,6 +23,7 @@ from .tls import peer_certified
 
 log = logging.getLogger("apreg.peer")
 PEER_PREFIX = "/v1/peer"
+AUTH_LOG_INTERVAL_S = 10.0
 
 
 def is_peer_path(path: str) -> bool:
@@ -35,6 +37,7 @@ class PeerApi:
         self.window_ms = node.replica.config.max_clock_skew_ms  # signatures: as far off as the HLC accepts
         self.replays = auth.ReplayGuard(self.window_ms)
         self.streams: set[web.WebSocketResponse] = set()
+        self._auth_logged: dict[str, tuple[float, int]] = {}  # peer address -> (last logged, refused since)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(MESSAGES_PATH, self.message)
@@ -51,8 +54,9 @@ class PeerApi:
         if self.secret is None or not is_peer_path(request.path):
             return await handler(request)
         if auth.SIGNATURE_HEADER not in request.headers or auth.TIMESTAMP_HEADER not in request.headers:
-            self.node.rejected.auth += 1  # refused before reading a byte of the body
-            return error_response(401, "unauthorized", "peer requests must be signed (--secret)")
+            unsigned = auth.AuthError("peer requests must be signed (--secret)")
+            self.refused_auth(request.remote, f"request to {request.path}", unsigned)  # before reading the body
+            return error_response(401, "unauthorized", str(unsigned))
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         now = auth.wall_ms()
         try:
@@ -61,8 +65,7 @@ class PeerApi:
                                           int(request.headers[auth.TIMESTAMP_HEADER]), now):
                 raise auth.AuthError("peer request replayed: this signature was already used")
         except auth.AuthError as exc:
-            self.node.rejected.auth += 1
-            log.warning("refused peer request from %s to %s: %s", request.remote, request.path, exc)
+            self.refused_auth(request.remote, f"request to {request.path}", exc)
             return error_response(401, "unauthorized", str(exc))
         return await handler(request)
 
@@ -79,8 +82,12 @@ class PeerApi:
         if reply is None:
             return web.Response(status=204)
         # The highest version both speak: an older peer gets what it reads, and learns nothing it must parse.
-        return web.Response(body=wire.encode(reply, wire.negotiate(frame.peer_versions)),
-                            content_type="application/msgpack")
+        encoded = wire.encode(reply, wire.negotiate(frame.peer_versions))
+        if isinstance(reply, DigestReply):
+            counts = self.node.anti_entropy
+            counts.items_sent += len(reply.delta.records) + len(reply.delta.renewals)
+            counts.bytes_sent += len(encoded)
+        return web.Response(body=encoded, content_type="application/msgpack")
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         """A peer's push stream: one push per binary frame, applied in order, nothing sent back."""
@@ -107,8 +114,7 @@ class PeerApi:
             try:
                 body = auth.verify_frame(self.secret, STREAM_PATH, body, auth.wall_ms(), self.window_ms)
             except auth.AuthError as exc:
-                self.node.rejected.auth += 1
-                log.warning("closing push stream from %s: %s", remote, exc)
+                self.refused_auth(remote, "push stream frame (closing the stream)", exc)
                 return False
         try:
             message = wire.decode(body)
@@ -119,6 +125,19 @@ class PeerApi:
         self.node.received.frames += 1
         self.node.receive(message)
         return True
+
+    def refused_auth(self, remote: str | None, what: str, exc: auth.AuthError) -> None:
+        """Count every refusal; log at most one line per peer address every AUTH_LOG_INTERVAL_S, with how many
+        were refused meanwhile (a peer with the wrong secret retries several times a second)."""
+        key, now, rejected = remote or "?", time.monotonic(), self.node.rejected
+        rejected.auth, rejected.auth_from, rejected.auth_at = rejected.auth + 1, key, now
+        logged_at, suppressed = self._auth_logged.get(key, (-AUTH_LOG_INTERVAL_S, 0))
+        if now - logged_at < AUTH_LOG_INTERVAL_S:
+            self._auth_logged[key] = (logged_at, suppressed + 1)
+            return
+        self._auth_logged[key] = (now, 0)
+        more = f"; {suppressed} more refused since the last report" if suppressed else ""
+        log.error("refused peer %s from %s: %s: is its secret different from ours?%s", what, key, exc, more)
 
     def _refuse(self, remote: str | None, reason: str) -> bool:
         """Count and log a frame that is not a valid push; it changes nothing and the stream stays open."""

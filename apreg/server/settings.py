@@ -1,20 +1,28 @@
 """Node settings: the `apreg serve` flags, a TOML file, and environment overrides for secrets.
 
 Precedence, lowest first: defaults, the `--config` TOML file, environment (`APREG_SECRET`), explicit flags.
+`FLAGS` is the one list of settings a user can give: the CLI builds its flags (and their help) from it, and a
+config file's keys must be exactly those flag names, each with a value of the flag's type. Every mistake is a
+ValueError naming the key or flag, which the CLI prints as one line.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from apreg.core.config import CoreConfig
 from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, lease_ms, valid_lease_s
+from apreg.logs import FORMATS, LEVELS
 
 from .discovery import parse_target
 
 SECRET_ENV = "APREG_SECRET"
+TABLE = "apreg"  # a config file may hold its keys at the top level or under [apreg], not both
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,9 @@ class NodeSettings:
     max_clock_skew: float = 60.0
     peer_timeout: float = 5.0
     read_cache_max_age: float = 0.25  # a changing registry's full document may be served this old (0: never)
+    log_level: str = "INFO"
+    log_format: str = "text"
+    access_log: bool = False
     tls_cert: str = ""  # PEM certificate chain: serve HTTPS (and present it to peers)
     tls_key: str = ""  # its PEM private key
     tls_ca: str = ""  # PEM CA bundle that peers' certificates must chain to (default: the system's CAs)
@@ -72,15 +83,24 @@ class NodeSettings:
             max_clock_skew_ms=_ms(self.max_clock_skew))
 
     def validate(self) -> "NodeSettings":
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 1-65535 (or 0 for any free port), got {self.port}")
         positive = ("renewal_interval", "lease_duration", "eviction_interval", "renewal_window",
                     "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive")
-        if self.push_window < 0 or self.fanout < 0 or self.read_cache_max_age < 0:
-            raise ValueError("push-window, fanout and read-cache-max-age must not be negative")
+                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("push_window", "fanout", "read_cache_max_age"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if not 0 < self.renewal_threshold <= 1:
-            raise ValueError("renewal-threshold must be in (0, 1]")
+            raise ValueError(f"renewal-threshold must be in (0, 1], got {self.renewal_threshold}")
+        if self.log_level not in LEVELS:
+            raise ValueError(f"log-level must be one of {', '.join(LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in FORMATS:
+            raise ValueError(f"log-format must be one of {', '.join(FORMATS)}, got {self.log_format!r}")
+        for peer in self.peers:
+            self._check_peer(peer)
         for name in ("renewal_interval", "lease_duration"):  # the defaults of instances' own leaseInfo values
             if not valid_lease_s(getattr(self, name)):
                 raise ValueError(f"{name.replace('_', '-')} must be between {MIN_LEASE_S} and {MAX_LEASE_S:.0f} s")
@@ -93,30 +113,155 @@ class NodeSettings:
         self.core_config()
         return self
 
+    def _check_peer(self, url: str) -> None:
+        """A peer is another node's base URL: scheme, host and port only, and not this node."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"peer {url!r} is not a base URL such as http://host:8761")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ValueError(f"peer {url!r} has an invalid port") from None
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            hint = (": that is a Eureka service URL; give apreg nodes by their base URL, "
+                    f"{parts.scheme}://{parts.netloc}, and Java Eureka servers in --eureka-peers"
+                    ) if "eureka" in parts.path.lower() else ""
+            raise ValueError(f"peer {url!r} has a path{hint or ' (give the base URL only)'}")
+        ours = {self.host} | (LOCAL_HOSTS if self.host in LOCAL_HOSTS else set())
+        if self.port and port == self.port and parts.hostname in ours:
+            raise ValueError(f"peer {url!r} is this node itself ({self.url}): list the other nodes only")
+
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One setting a user can give, as `--KEY` on the command line and `KEY = value` in the config file."""
+
+    key: str
+    field: str  # the NodeSettings field it sets
+    kind: type  # float (an integer is fine too), int, str, bool; tuple: a list of strings or "a,b"
+    help: str
+    default: str = ""  # shown in the help; empty: the field's default
+    choices: tuple[str, ...] = ()
+    inverted: bool = False  # a switch that turns its field off (--no-self-preservation)
+    metavar: str | None = None  # in the usage; a number's defaults to S (seconds)
+
+
+FLAGS = (
+    Flag("host", "host", str, "address to listen on"),
+    Flag("port", "port", int, "port to listen on; 0 takes any free port and logs it"),
+    Flag("node-id", "node_id", str, "this node's id, named in its status and every log line", "HOST:PORT",
+         metavar="ID"),
+    Flag("peers", "peers", tuple, "comma-separated base URLs of the other nodes (http://host:port)", "none",
+         metavar="URL,URL,..."),
+    Flag("eureka-peers", "eureka_peers", tuple, "comma-separated service URLs of Java Eureka servers to replicate "
+         "with, as Eureka peers (e.g. http://host:8761/eureka/)", "none", metavar="URL,URL,..."),
+    Flag("eureka-app", "eureka_app", str, "register this node as an instance of this app (the Java peers' own "
+         "spring.application.name), so their dashboards list it as an available replica", "none", metavar="APP"),
+    Flag("renewal-interval", "renewal_interval", float, "renewal interval, s, for instances whose leaseInfo "
+         "gives none"),
+    Flag("lease-duration", "lease_duration", float, "lease duration, s, for instances whose leaseInfo gives none"),
+    Flag("eviction-interval", "eviction_interval", float, "seconds between eviction passes"),
+    Flag("renewal-threshold", "renewal_threshold", float, "self-preservation engages below this share of the "
+         "expected renewals (and with more than 2 instances' worth missing)", metavar="SHARE"),
+    Flag("renewal-window", "renewal_window", float, "seconds over which self-preservation counts renewals; once "
+         "engaged it holds at least 5 windows and, after a mass silent loss, releases within max(5 windows, "
+         "lease duration) + 1 window"),
+    Flag("no-self-preservation", "self_preservation", bool, "evict expired leases even when renewals collapse",
+         "self-preservation on", inverted=True),
+    Flag("anti-entropy-interval", "anti_entropy_interval", float, "seconds between digest exchanges with a peer"),
+    Flag("push-window", "push_window", float, "extra seconds to coalesce writes before an eager push; with 0, "
+         "writes that arrive while a push is in flight still go out together in the next one"),
+    Flag("fanout", "fanout", int, "peers per eager push; 0 = all", metavar="N"),
+    Flag("tombstone-ttl", "tombstone_ttl", float, "seconds a cancel is remembered: the longest partition that "
+         "cannot resurrect a cancelled instance"),
+    Flag("max-clock-skew", "max_clock_skew", float, "remote timestamps further ahead than this many seconds are "
+         "refused"),
+    Flag("read-cache-max-age", "read_cache_max_age", float, "while the registry keeps changing, a full fetch may "
+         "be served as of its last render this many seconds ago; 0 renders every change"),
+    Flag("secret", "secret", str, f"HMAC key for peer messages (or env {SECRET_ENV}); all nodes need the same",
+         "none"),
+    Flag("tls-cert", "tls_cert", str, "PEM certificate (chain) to serve HTTPS with, and to present to peers", "none",
+         metavar="FILE"),
+    Flag("tls-key", "tls_key", str, "the PEM private key of --tls-cert", "none", metavar="FILE"),
+    Flag("tls-ca", "tls_ca", str, "PEM CA bundle that peers' certificates must chain to", "the system's CAs",
+         metavar="FILE"),
+    Flag("peer-mtls", "peer_mtls", bool, "serve peer endpoints only to connections presenting a certificate "
+         "signed by --tls-ca", "off"),
+    Flag("advertise-url", "advertise_url", str, "the URL peers and operators call this node", "http(s)://HOST:PORT",
+         metavar="URL"),
+    Flag("peers-dns", "peers_dns", str, "NAME[:PORT] whose A/AAAA records list the peers, e.g. a Kubernetes "
+         "headless Service", "none", metavar="NAME[:PORT]"),
+    Flag("peers-dns-interval", "peers_dns_interval", float, "seconds between re-resolving --peers-dns"),
+    Flag("users", "users", str, "TOML file of client users and roles (apreg users add); none: clients need no "
+         "password", "none", metavar="FILE"),
+    Flag("log-level", "log_level", str, "logging level; DEBUG adds a line per registration, cancel and eviction",
+         choices=LEVELS),
+    Flag("log-format", "log_format", str, "log lines as text or as one JSON object each", choices=FORMATS),
+    Flag("access-log", "access_log", bool, "log every HTTP request (one line each)", "off"),
+)
+BY_KEY = {flag.key: flag for flag in FLAGS}
+KIND_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+              tuple: "a list of URLs (or one comma-separated string)"}
+
+
+def default_text(flag: Flag) -> str:
+    return flag.default or str(getattr(NodeSettings(), flag.field))
+
+
 def load(flags: Mapping[str, Any], config_path: str | None = None,
          environ: Mapping[str, str] = os.environ) -> NodeSettings:
-    """Build settings from a TOML file, the environment and flags given explicitly (None = not given)."""
-    known = {f.name for f in fields(NodeSettings)}
-    values: dict[str, Any] = {}
-    if config_path:
-        with open(config_path, "rb") as handle:
-            table = tomllib.load(handle)
-        table = table.get("apreg", table)
-        for key, value in table.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                raise ValueError(f"unknown setting {key!r} in {config_path}")
-            values[name] = value
+    """Build settings from a TOML file, the environment and flags given explicitly (by field; None = not given)."""
+    values: dict[str, Any] = _read_config(config_path) if config_path else {}
     if environ.get(SECRET_ENV):
         values["secret"] = environ[SECRET_ENV]
-    values.update({k: v for k, v in flags.items() if v is not None and k in known})
+    values.update({k: v for k, v in flags.items() if v is not None})
     for name, trailing in (("peers", "/"), ("eureka_peers", "")):  # apreg base URLs; Eureka service URLs
         if name in values:
             listed = values[name].split(",") if isinstance(values[name], str) else values[name]
             values[name] = tuple(u.strip().rstrip(trailing) for u in map(str, listed) if u.strip())
     return replace(NodeSettings(), **values).validate()
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except OSError as exc:
+        raise ValueError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    if isinstance(table.get(TABLE), dict):
+        outside = sorted(k for k in table if k != TABLE)
+        if outside:
+            raise ValueError(f"config file {path} has keys both at the top level ({', '.join(outside)}) and in "
+                             f"[{TABLE}]: put them all in one place")
+        table = table[TABLE]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        flag = BY_KEY.get(key)
+        if flag is None:
+            close = difflib.get_close_matches(key.replace("_", "-"), BY_KEY, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (keys are the flag names: {', '.join(BY_KEY)})"
+            raise ValueError(f"unknown setting {key!r} in {path}{hint}")
+        values[flag.field] = _typed(flag, value, path)
+    return values
+
+
+def _typed(flag: Flag, value: Any, path: str) -> Any:
+    """The value if it has the flag's type (TOML's integers pass as numbers; booleans pass as nothing else)."""
+    kind = flag.kind
+    ok = {float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          str: isinstance(value, str), bool: isinstance(value, bool),
+          tuple: isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))}[kind]
+    if not ok:
+        raise ValueError(f"{flag.key} in {path} must be {KIND_WORDS[kind]}, got {value!r}")
+    if flag.choices == LEVELS:
+        value = value.upper()  # as on the command line; validate() checks the choice
+    if kind is bool:
+        return not value if flag.inverted else value
+    return float(value) if kind is float else value

@@ -1,11 +1,13 @@
 """`GET /v1/status`: what an operator (and `apreg status`) needs to judge a node at a glance."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 
 from .node import Node
+from .preservation_view import status_section
 
 
 class StatusApi:
@@ -14,34 +16,27 @@ class StatusApi:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/status", self.status)
-        app.router.add_get("/v1/metrics", self.metrics)
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(status_document(self.node))
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        """The status figures in Prometheus' text exposition format."""
-        return web.Response(text=prometheus_text(status_document(self.node)), content_type="text/plain")
-
 
 def status_document(node: Node) -> dict[str, Any]:
     replica = node.replica
-    sp = replica.preservation.last
     counters = replica.counters
     return {
         "node_id": node.settings.name,
         "replica_id": replica.replica_id,
         "url": node.settings.url,
-        "in_sync": replica.synced,
+        "uptime_s": round(time.monotonic() - node.started, 1),
+        "in_sync": node.in_sync,
         "peers": [{"url": link.url, "reachable": link.reachable, "replica_id": replica.peers[link.url].replica,
                    "failures": link.failures, "last_error": link.last_error, "sent": link.sent,
-                   "stream": link.streaming, "frames_sent": link.frames}
+                   "auth_refused": link.auth_refused, "stream": link.streaming, "frames_sent": link.frames}
                   for link in node.links.values()],
         "eureka_peers": [peer.status() for peer in node.eureka_peers.peers] if node.eureka_peers else [],
         "instances": replica.index.count,
-        "self_preservation": {"active": sp.active, "enabled": replica.preservation.enabled,
-                              "renewals_in_window": round(sp.renewals_in_window, 2), "expected": round(sp.expected, 2),
-                              "threshold": round(sp.threshold, 2), "transitions": replica.preservation.transitions},
+        "self_preservation": status_section(replica.preservation),
         "conflicts": counters.conflicts,
         "evictions": counters.evictions,
         "renewals": {"local": counters.renewals_local, "replicated": counters.renewals_replicated},
@@ -55,23 +50,3 @@ def status_document(node: Node) -> dict[str, Any]:
         "feed_seq": node.feed.seq,
     }
 
-
-def prometheus_text(doc: dict[str, Any]) -> str:
-    """Flatten the numeric and boolean leaves of the status document into `apreg_<path> <value>` lines."""
-    lines: list[str] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}_{key}", item)
-        elif isinstance(value, bool):
-            lines.append(f"{prefix} {int(value)}")
-        elif isinstance(value, (int, float)):
-            lines.append(f"{prefix} {value}")
-
-    walk("apreg", {k: v for k, v in doc.items() if k != "peers"})
-    for peer in doc["peers"]:
-        lines.append(f'apreg_peer_reachable{{url="{peer["url"]}"}} {int(peer["reachable"])}')
-        lines.append(f'apreg_peer_stream{{url="{peer["url"]}"}} {int(peer["stream"])}')
-        lines.append(f'apreg_peer_frames_sent{{url="{peer["url"]}"}} {peer["frames_sent"]}')
-    return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from apreg.client.cli import add_commands
+from apreg.client.cli import _preservation_cell, add_commands
 
 from .conftest import refused_port
 from .fake_registry import FakeRegistry, instance
@@ -49,7 +49,8 @@ async def test_status_prints_one_row_per_node(fake: FakeRegistry, capsys: pytest
     assert lines[2].split()[:3] == [dead, "-", "unreachable"]
 
 
-@pytest.mark.parametrize("command", [["ls"], ["status"], ["register", "x", "--host", "h", "--port", "1"]])
+@pytest.mark.parametrize("command", [["ls"], ["status"],
+                                     ["register", "x", "--host", "h", "--port", "1", "--wait", "0.5"]])
 async def test_no_registry_answering_is_one_line_and_exit_1(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     if command[0] == "register":  # signal handlers need the main thread: run it as a process
         proc = await asyncio.create_subprocess_exec(
@@ -77,3 +78,13 @@ async def test_register_renews_until_sigterm_then_cancels(fake: FakeRegistry) ->
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 10) == 0
     assert ("ORDERS", "o-cli") not in fake.instances
+
+
+def test_status_shows_self_preservation_in_words_and_no_empty_figures() -> None:
+    assert _preservation_cell({"active": False, "enabled": True, "expected": 0.0, "renewals_in_window": 0.0,
+                               "threshold": 0.0}) == "off"  # nothing to expect yet: no 0.0/0.0
+    assert _preservation_cell({"active": False, "enabled": True, "expected": 40.0, "renewals_in_window": 40.0,
+                               "threshold": 34.0}) == "off (40.0 renewals seen, 34.0 needed)"
+    assert _preservation_cell({"active": False, "enabled": False}) == "disabled"
+    assert _preservation_cell({"active": True, "since": "2026-01-01T10:00:00Z", "holds_until": "2026-01-01T10:05:00Z",
+                               "expected": 0.0}) == "ACTIVE since 2026-01-01T10:00:00Z, holds until 2026-01-01T10:05:00Z"

@@ -16,6 +16,8 @@ def assert_index_matches_scan(replica: Replica) -> None:
     index = replica.index
     assert index.count == len(visible)
     assert index.status_counts == dict(Counter(info.status for info in visible))
+    assert index.app_status_counts == {app: dict(Counter(i.status for i in visible if i.app == app))
+                                       for app in {i.app for i in visible}}
     by_app: dict[str, set[str]] = {}
     by_vip: dict[str, set[tuple[str, str]]] = {}
     by_svip: dict[str, set[tuple[str, str]]] = {}

@@ -2,11 +2,15 @@
 documented bound after a mass silent loss, never release while live leases under-renew."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey
-from apreg.core.lease import renewal_credit
+from apreg.core.lease import eviction_cap, renewal_credit
 from apreg.core.preservation import SelfPreservation
 from apreg.core.replica import Replica
 from apreg.core.simnet import SimCluster
@@ -19,27 +23,29 @@ T0 = 3_000_000
 
 def test_engages_below_threshold_and_holds_for_min_hold_windows() -> None:
     sp = SelfPreservation(WINDOW, 0.85, True, min_hold_windows=5)
-    assert not sp.update(T0, observed=170, expected=200) and not sp.active  # exactly at the threshold: fine
-    assert sp.update(T0 + 1, observed=169, expected=200) and sp.active and not sp.allows_eviction
+    # exactly at the threshold: fine
+    assert not sp.update(T0, observed=170, expected=200, instances=100) and not sp.active
+    assert sp.update(T0 + 1, observed=169, expected=200, instances=100) and sp.active and not sp.allows_eviction
     assert sp.last.threshold == 170.0 and sp.last.renewals_in_window == 169
-    assert not sp.update(T0 + 1 + 5 * WINDOW - 1, observed=200, expected=200) and sp.active  # recovered, held
-    assert sp.update(T0 + 1 + 5 * WINDOW, observed=200, expected=200) and not sp.active
+    # recovered, but held
+    assert not sp.update(T0 + 1 + 5 * WINDOW - 1, observed=200, expected=200, instances=100) and sp.active
+    assert sp.update(T0 + 1 + 5 * WINDOW, observed=200, expected=200, instances=100) and not sp.active
     assert sp.transitions == 2
 
 
 def test_never_releases_while_renewals_stay_low() -> None:
     sp = SelfPreservation(WINDOW, 0.85, True, min_hold_windows=5)
     for minute in range(30):
-        sp.update(T0 + minute * WINDOW, observed=100, expected=200)
+        sp.update(T0 + minute * WINDOW, observed=100, expected=200, instances=100)
         assert sp.active
     assert sp.transitions == 1
 
 
 def test_disabled_never_engages_and_no_expectation_never_engages() -> None:
     off = SelfPreservation(WINDOW, 0.85, enabled=False)
-    assert not off.update(T0, 0, 200) and not off.active
+    assert not off.update(T0, 0, 200, 100) and not off.active
     empty = SelfPreservation(WINDOW, 0.85)
-    assert not empty.update(T0, 0, 0.0) and not empty.active
+    assert not empty.update(T0, 0, 0.0, 0) and not empty.active
 
 
 def test_renewal_credit_is_flat_while_renewing_and_falls_within_a_window_once_silent() -> None:
@@ -61,6 +67,7 @@ class Fleet:
     size: int
     period_ms: int
     alive: set[int]
+    evicted_at: dict[str, int] = field(default_factory=dict)  # instance id -> when an eviction pass took it
 
     @staticmethod
     def start(size: int, period_ms: int, config: CoreConfig | None = None) -> "Fleet":
@@ -78,6 +85,7 @@ class Fleet:
                     assert self.replica.renew(InstanceKey("SVC", f"i-{i}"), now)
             if (now - T0) % eviction_every < step:
                 evicted = self.replica.evict(now)
+                self.evicted_at.update((k.instance_id, now) for k in evicted)
                 assert not any(int(k.instance_id[2:]) in self.alive for k in evicted), "evicted a live one"
             else:
                 self.replica.update_preservation(now)
@@ -171,3 +179,91 @@ def test_i5_cut_off_node_stops_evicting_then_resumes_after_recovery() -> None:
     for replica in cluster.replicas.values():
         assert replica.visible(silent) is None and all(replica.visible(k) is not None for k in living)
         assert not replica.preservation.active
+
+
+# ----- a crash is not a silence: the minimum number of instances' worth missing ----------------------------------
+
+def test_engaging_needs_more_than_two_instances_worth_of_renewals_missing() -> None:
+    """6 instances expect 12 renewals a window: one or two silent (10 or 8 seen, both under the 10.2 threshold)
+    are crashes; three silent is a silence."""
+    sp = SelfPreservation(WINDOW, 0.85, True, min_hold_windows=5, min_missing_instances=2)
+    assert not sp.update(T0, observed=10, expected=12, instances=6) and not sp.active
+    assert not sp.update(T0, observed=8, expected=12, instances=6) and not sp.active
+    assert sp.update(T0, observed=5.9, expected=12, instances=6) and sp.active
+    assert sp.last.instances_missing > 3
+
+
+@pytest.mark.parametrize("size", [1, 3, 6])
+def test_a_lone_crash_is_evicted_one_lease_after_its_last_renewal_at_default_settings(size: int) -> None:
+    """The crash of one instance in a small registry, at default settings (30 s renewals, 90 s lease, 60 s window
+    and eviction passes): never self-preservation, and gone at the first eviction pass after its lease ran out."""
+    config = CoreConfig()
+    fleet = Fleet.start(size, 30_000, config)
+    crash = T0 + 3 * WINDOW
+    fleet.run(T0, crash)
+    last_renewal = fleet.replica.entries[InstanceKey("SVC", "i-0")].anchor_ms
+    fleet.alive.discard(0)
+    trace = fleet.run(crash, crash + 5 * WINDOW)
+    assert not any(active for _, active in trace)
+    assert fleet.evicted_at.keys() == {"i-0"}
+    assert last_renewal + config.lease_duration_ms <= fleet.evicted_at["i-0"] \
+        <= last_renewal + config.lease_duration_ms + 60_000
+
+
+@pytest.mark.parametrize("size", [6, 20, 200])
+def test_a_partition_silencing_half_the_registry_engages_before_any_lease_runs_out(size: int) -> None:
+    fleet = Fleet.start(size, 30_000)
+    silence = T0 + 3 * WINDOW
+    fleet.run(T0, silence)
+    fleet.alive = set(range(size // 2, size))
+    trace = fleet.run(silence, silence + 4 * WINDOW)
+    engaged = next(t for t, active in trace if active)
+    assert engaged - silence < CoreConfig().lease_duration_ms
+    assert fleet.evicted_at == {} and fleet.replica.preservation.transitions == 1
+
+
+def test_every_transition_waits_to_be_taken_whichever_pass_found_it() -> None:
+    """An eviction pass (Replica.evict) that engages the mode drops nothing: the shell takes the transition."""
+    fleet = Fleet.start(20, 30_000)
+    fleet.run(T0, T0 + 3 * WINDOW)
+    replica = fleet.replica
+    assert replica.preservation.take_transitions() == []
+    assert replica.evict(T0 + 3 * WINDOW + 50_000) == []  # all silent for 50 s: engaged, no lease has run out
+    taken = replica.preservation.take_transitions()
+    assert [t.engaged for t in taken] == [True] and taken[0].status.instances == 20
+    assert replica.preservation.take_transitions() == []
+
+
+@given(size=st.integers(1, 40), crashed=st.integers(1, 2), interval_s=st.sampled_from([10, 30]),
+       offset=st.integers(0, 59))
+def test_property_one_or_two_crashes_never_engage_and_are_evicted_one_lease_on(
+        size: int, crashed: int, interval_s: int, offset: int) -> None:
+    """Any registry size, either renewal interval (lease 3 intervals), crashes at any moment: self-preservation
+    never engages, and the dead are evicted at the first eviction pass after their lease ran out (the second
+    one for the second of two in a registry under 7, where a pass may evict only 1: the 15 % cap)."""
+    interval = interval_s * 1000
+    config = CoreConfig(renewal_interval_ms=interval, lease_duration_ms=3 * interval)
+    fleet = Fleet.start(size, interval, config)
+    crash = T0 + 2 * WINDOW + offset * 1000
+    fleet.run(T0, crash, step=1000)
+    dead = set(range(min(crashed, size)))
+    last = {i: fleet.replica.entries[InstanceKey("SVC", f"i-{i}")].anchor_ms for i in dead}
+    fleet.alive -= dead
+    trace = fleet.run(crash, crash + 6 * interval + 2 * WINDOW, step=1000)
+    assert not any(active for _, active in trace)
+    assert fleet.evicted_at.keys() == {f"i-{i}" for i in dead}
+    passes = 1 if eviction_cap(size, config.max_eviction_fraction) >= len(dead) else len(dead)
+    for i in dead:
+        assert last[i] + config.lease_duration_ms <= fleet.evicted_at[f"i-{i}"] \
+            <= max(last.values()) + config.lease_duration_ms + passes * 60_000 + 1000
+
+
+@given(size=st.integers(6, 60), silent_share=st.floats(0.5, 1.0), offset=st.integers(0, 29))
+def test_property_a_partition_silencing_half_or_more_engages_before_a_lease_runs_out(
+        size: int, silent_share: float, offset: int) -> None:
+    fleet = Fleet.start(size, 30_000)
+    silence = T0 + 2 * WINDOW + offset * 1000
+    fleet.run(T0, silence, step=1000)
+    fleet.alive = set(range(round(size * silent_share), size))
+    trace = fleet.run(silence, silence + 90_000, step=1000)
+    assert any(active for _, active in trace) and fleet.evicted_at == {}

@@ -1,6 +1,7 @@
 """Replica behaviour and deterministic SimCluster scenarios for the invariants with concrete times."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import pytest
@@ -163,7 +164,9 @@ def cancel_during_partition(change: str) -> tuple[SimCluster, Record, Record]:
     """The instance is registered everywhere; then a cancels it while cut off from b, whose clock is ahead and
     which, not having heard of the cancel, writes `change` ("status", "metadata" or "register") to it. Returns
     the cluster (still partitioned), the tombstone and b's write, which is stamped later than the tombstone."""
-    cluster = SimCluster(("a", "b", "c"), seed=7, config=SHORT, skew_ms={"a": -400, "b": 900})
+    # Leases outlast the test: nothing renews, and a lone silent instance is evicted (no self-preservation).
+    config = replace(SHORT, lease_duration_ms=60_000)
+    cluster = SimCluster(("a", "b", "c"), seed=7, config=config, skew_ms={"a": -400, "b": 900})
     cluster.node("a").register(info(), cluster.local_ms("a"))
     cluster.after_write("a")
     cluster.run(200)

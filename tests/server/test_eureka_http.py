@@ -155,7 +155,7 @@ async def test_status_and_metrics_report_conflicts_and_self_preservation() -> No
         assert await eventually(settled)
         text = (await c.request(0, "GET", "/v1/metrics"))[1].decode()
         conflicts = sum([json.loads((await c.request(n, "GET", "/v1/status"))[1])["conflicts"] for n in range(2)])
-        assert conflicts >= 1 and "apreg_conflicts " in text and "apreg_self_preservation_active 0" in text
+        assert conflicts >= 1 and "apreg_conflicts_total " in text and "apreg_self_preservation_active 0.0" in text
 
 
 async def test_a_re_registration_is_added_in_every_nodes_delta() -> None:

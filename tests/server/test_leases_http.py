@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -17,11 +18,12 @@ async def _register_all(c: LocalCluster, ids: list[str]) -> None:
         assert (await c.request(k % len(c.ports), "POST", "/eureka/apps/sp", json_body=body))[0] == 204
 
 
-async def _renew_forever(c: LocalCluster, ids: list[str], renewing: set[str]) -> None:
+async def _renew_forever(c: LocalCluster, ids: list[str], renewing: set[str], at: int | None = None) -> None:
+    """Renew each instance at its own node in turn, or all of them at node `at`."""
     while True:
         for k, iid in enumerate(ids):
             if iid in renewing:
-                await c.request(k % len(c.ports), "PUT", f"/eureka/apps/SP/{iid}?status=UP")
+                await c.request(k % len(c.ports) if at is None else at, "PUT", f"/eureka/apps/SP/{iid}?status=UP")
         await asyncio.sleep(0.4)
 
 
@@ -44,7 +46,11 @@ async def test_one_silent_instance_of_twenty_is_evicted_everywhere() -> None:
             renewer.cancel()
 
 
-async def test_all_going_silent_engages_self_preservation_and_nothing_is_evicted() -> None:
+async def test_all_going_silent_engages_self_preservation_and_nothing_is_evicted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Engaged: status says why and until when; each transition (found by an eviction pass or a periodic check)
+    is logged exactly once."""
+    caplog.set_level(logging.WARNING, logger="apreg.node")
     async with LocalCluster(2, **SHORT) as c:
         ids = [f"s{k}" for k in range(20)]
         renewing = set(ids)
@@ -55,30 +61,39 @@ async def test_all_going_silent_engages_self_preservation_and_nothing_is_evicted
         await asyncio.sleep(3.0)  # two lease durations of silence
         for n in range(2):
             status = json.loads((await c.request(n, "GET", "/v1/status"))[1])
-            assert status["self_preservation"]["active"] is True
-            assert await c.ids(n) == set(ids)
+            sp = status["self_preservation"]
+            assert sp["active"] is True and await c.ids(n) == set(ids)
+            assert "instances' worth missing" in sp["reason"] and "of 60.0 expected from 20 live" in sp["reason"]
+            assert sp["since"] < sp["holds_until"] <= sp["releases_by"]  # ISO times, UTC
         renewing.update(ids)  # renewals recover: the mode releases after its minimum hold (5 windows)
         assert await eventually(lambda: _preservation_off(c), timeout=12.0)
         renewer.cancel()
+        transitions = sum([json.loads((await c.request(n, "GET", "/v1/status"))[1])["self_preservation"]
+                           ["transitions"] for n in range(2)])
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("self-preservation")]
+        assert transitions == 4 and len(lines) == 4, lines
+        assert sum("ENGAGED" in line for line in lines) == 2
 
 
 @pytest.mark.parametrize("self_preservation", [True, False])
 async def test_instance_renewing_at_its_side_of_a_partition_is_never_evicted_there_and_returns_everywhere(
         self_preservation: bool) -> None:
+    """Four instances renew at node 0 (four silent at once, more than the two a crash can explain, engage
+    self-preservation on the other side)."""
     async with LocalCluster(2, self_preservation=self_preservation, **SHORT) as c:
-        await _register_all(c, ["live"])
-        renewing = {"live"}
-        renewer = asyncio.create_task(_renew_forever(c, ["live"], renewing))  # renews at node 0
+        ids = [f"live{k}" for k in range(4)]
+        await _register_all(c, ids)
+        renewer = asyncio.create_task(_renew_forever(c, ids, set(ids), at=0))
         try:
-            assert await eventually(lambda: _all_equal(c, {"live"}))
+            assert await eventually(lambda: _all_equal(c, set(ids)))
             c.isolate({0})
-            for _ in range(15):  # node 0 must keep it all along
+            for _ in range(15):  # node 0 must keep them all along
                 await asyncio.sleep(0.2)
-                assert "live" in await c.ids(0)
-            # the other side evicts it only when self-preservation is off; either way the renewals win on heal
-            assert ("live" in await c.ids(1)) is self_preservation
+                assert await c.ids(0) == set(ids)
+            # the other side evicts them only when self-preservation is off; either way the renewals win on heal
+            assert await c.ids(1) == (set(ids) if self_preservation else set())
             c.heal()
-            assert await eventually(lambda: _all_equal(c, {"live"}), timeout=5.0)
+            assert await eventually(lambda: _all_equal(c, set(ids)), timeout=5.0)
         finally:
             renewer.cancel()
 
