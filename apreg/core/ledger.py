@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, Hashable, TypeVar
 
@@ -39,6 +40,7 @@ class Term:
     version: int = 0  # the breakpoint queued last for this term: older ones in the heap are stale
     since_ms: int = 0
     overdue: bool = False  # as of `since_ms`: the values below count the lease as overdue
+    recent: bool = False  # ran out within the last window (counted in LeaseLedger.recent_worth)
     expected: float = 0.0
     observed: float = 0.0
     expected_slope: float = 0.0
@@ -60,7 +62,12 @@ class LeaseLedger(Generic[K]):
     observed_slope: float = 0.0
     terms: dict[K, Term] = field(default_factory=dict)  # live leases
     expired: dict[K, Term] = field(default_factory=dict)  # run out, not yet evicted (in the order they ran out)
-    expired_worth: float = 0.0  # what the expired leases were expected to renew in the window when they ran out
+    # Leases that ran out within the last window, oldest first, and what they were expected to renew in it: a
+    # silence that has just begun, which self-preservation must see even when short leases run out before the
+    # fading coverage tips the ratio (older expiries are old news: what a pass may evict).
+    _recent: deque[tuple[int, Term]] = field(default_factory=deque)
+    recent_worth: float = 0.0
+    recent_count: int = 0
     _due: list[tuple[int, int, K]] = field(default_factory=list)  # (time, term version, key): next breakpoints
     _queued: int = 0
 
@@ -84,7 +91,7 @@ class LeaseLedger(Generic[K]):
         """Stop counting a lease: its instance was cancelled, evicted or forgotten."""
         gone = self.expired.pop(key, None)
         if gone is not None:
-            self.expired_worth = self.expired_worth - gone.expected if self.expired else 0.0  # no float residue
+            self._forget_recent(gone)
         term = self.terms.pop(key, None)
         if term is not None:
             self._remove(term)
@@ -127,11 +134,25 @@ class LeaseLedger(Generic[K]):
         return max(0.0, round(self.observed_at, 6)), max(0.0, round(self.expected_at, 6))
 
     def _expire(self, key: K, term: Term, at_ms: int) -> None:
-        """The lease ran out: out of the sums, into `expired`, its expectation kept as its worth (what a silent
-        instance is missing, for self-preservation's decision to engage)."""
+        """The lease ran out: out of the sums, into `expired`, and for one window into the recent ones."""
         term.expected = expected_renewals(at_ms, term.first_seen_ms, self.window_ms, term.interval_ms)
+        term.recent = True
         self.expired[key] = term
-        self.expired_worth += term.expected
+        self._recent.append((at_ms, term))
+        self.recent_worth += term.expected
+        self.recent_count += 1
+
+    def recently_expired(self, now_ms: int) -> tuple[float, int]:
+        """(worth, count) of the leases that ran out within the last window and are not evicted or renewed."""
+        while self._recent and self._recent[0][0] <= now_ms - self.window_ms:
+            self._forget_recent(self._recent.popleft()[1])
+        return max(0.0, round(self.recent_worth, 6)), self.recent_count
+
+    def _forget_recent(self, term: Term) -> None:
+        if term.recent:
+            term.recent = False
+            self.recent_count -= 1
+            self.recent_worth = self.recent_worth - term.expected if self.recent_count else 0.0  # no float residue
 
     def _move(self, to_ms: int) -> None:
         """Take the sums at a later time (never an earlier one): near the terms' own times, where floats are

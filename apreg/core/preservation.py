@@ -86,18 +86,27 @@ class SelfPreservation:
     pending: list[Transition] = field(default_factory=list)
 
     def update(self, now_ms: int, observed: float, expected: float, instances: int,
-               longest_lease: Callable[[], int] = lambda: 0) -> bool:
+               longest_lease: Callable[[], int] = lambda: 0, expired_worth: float = 0.0, expired: int = 0) -> bool:
         """Re-evaluate with the window's sums over `instances` live leases; True when the mode engaged or released.
-        `longest_lease` (of those leases) is asked for only on engaging, to bound the release."""
-        figures = PreservationStatus(False, observed, expected, expected * self.renewal_threshold, instances, now_ms)
-        below = (self.enabled and observed < figures.threshold
-                 and figures.instances_missing > self.min_missing_instances)
+        `longest_lease` (of those leases) is asked for only on engaging, to bound the release.
+
+        `expired` leases that ran out within the last window (not evicted or renewed since), with
+        `expired_worth` the renewals they were expected to send: to engage, they count as expected and missing.
+        A lease shorter than its interval plus a sixth of the window runs out before its fading coverage alone
+        tips the ratio (5 s / 10 s leases in a 60 s window: a whole silent registry was evicted unprotected),
+        so without them the mode came too late. To release they do not count, which keeps the release bound: a
+        silent instance stops counting once its lease has run out, and a window later it cannot engage the
+        mode again either."""
+        live = PreservationStatus(False, observed, expected, expected * self.renewal_threshold, instances, now_ms)
+        everyone = expected + expired_worth
+        with_expired = PreservationStatus(False, observed, everyone, everyone * self.renewal_threshold,
+                                          instances + expired, now_ms)
         held_long_enough = now_ms - self.engaged_at_ms >= self.min_hold_windows * self.window_ms
-        changed = False
-        if below and not self.active:
+        figures, changed = live, False
+        if not self.active and self._below(with_expired):
             self.active, self.engaged_at_ms, changed = True, now_ms, True
-            figures = replace(figures, longest_lease_ms=longest_lease())
-        elif self.active and (not self.enabled or (not below and held_long_enough)):
+            figures = replace(with_expired, longest_lease_ms=longest_lease())
+        elif self.active and (not self.enabled or (not self._below(live) and held_long_enough)):
             self.active, changed = False, True
         self.last = replace(figures, active=self.active)
         if changed:
@@ -106,6 +115,10 @@ class SelfPreservation:
             self.pending.append(Transition(self.active, self.last))
             del self.pending[:-MAX_PENDING]
         return changed
+
+    def _below(self, figures: PreservationStatus) -> bool:
+        return (self.enabled and figures.renewals_in_window < figures.threshold
+                and figures.instances_missing > self.min_missing_instances)
 
     def take_transitions(self) -> list[Transition]:
         out, self.pending = self.pending, []

@@ -540,8 +540,9 @@ class Replica:
         window = self.config.renewal_window_ms
         self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
         observed, expected = self.leases.sums()
-        sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(self.leases.terms),
-                                                              self._longest_lease)
+        leases = self.leases
+        sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(leases.terms),
+                                                              self._longest_lease, *leases.recently_expired(now_ms))
         if self._eviction_requested:
             self._eviction_requested = False
             if self.preservation.allows_eviction and not self._evictions_held(now_ms):

@@ -68,9 +68,12 @@ def test_the_sums_and_expired_set_equal_a_scan_at_every_step(history: list[tuple
         observed, expected, expired = scan(model, now)
         assert ledger.sums() == (pytest.approx(observed, abs=1e-6), pytest.approx(expected, abs=1e-6))
         assert set(ledger.expired) == expired and set(ledger.terms) == model.keys() - expired
-        # What the expired were expected to renew when they ran out: never more than a full window each.
-        assert -1e-6 <= ledger.expired_worth <= sum(WINDOW / model[k].interval for k in expired) + 1e-6
-        assert ledger.expired_worth == pytest.approx(sum(ledger.expired[k].expected for k in expired), abs=1e-6)
+        # What the recently expired were expected to renew when they ran out: at most a full window each.
+        worth, count = ledger.recently_expired(now)
+        recent = [k for k in expired if ledger.expired[k].recent]
+        assert count == len(recent) and worth == pytest.approx(sum(ledger.expired[k].expected for k in recent),
+                                                                abs=1e-6)
+        assert worth <= sum(WINDOW / model[k].interval for k in recent) + 1e-6
     # A lease has at most four breakpoints (ramp end, overdue, credit gone, expiry) and a renewal leaves one
     # stale: a ledger that re-took leases every millisecond would be right, and far too slow.
     assert slices <= 5 * len(history)

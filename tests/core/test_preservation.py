@@ -267,3 +267,23 @@ def test_property_a_partition_silencing_half_or_more_engages_before_a_lease_runs
     fleet.alive = set(range(round(size * silent_share), size))
     trace = fleet.run(silence, silence + 90_000, step=1000)
     assert any(active for _, active in trace) and fleet.evicted_at == {}
+
+
+def test_a_silence_engages_before_short_leases_run_out() -> None:
+    """Spring-style leases (renewal 5 s, lease 10 s) in the default 60 s window: a lease runs out before the
+    fading coverage of silent instances tips the ratio, and all 20 were evicted within 16 s of a partition.
+    Leases that just ran out count as missing when deciding to engage; a lone crash still does not engage."""
+    config = CoreConfig(renewal_interval_ms=5_000, lease_duration_ms=10_000)
+    fleet = Fleet.start(20, 5_000, config)
+    fleet.run(T0, T0 + 2 * WINDOW, eviction_every=1_000)
+    silence = T0 + 2 * WINDOW
+    fleet.alive = set()  # a partition: every renewal goes to the other side
+    trace = fleet.run(silence, silence + WINDOW, eviction_every=1_000)
+    # With a pass every second the first leases to run out look like up to `min_missing_instances` crashes.
+    assert any(active for _, active in trace)
+    assert fleet.replica.counters.evictions <= config.min_missing_instances
+    lone = Fleet.start(20, 5_000, config)
+    lone.run(T0, T0 + 2 * WINDOW, eviction_every=1_000)
+    lone.alive = set(range(1, 20))  # one crash
+    trace = lone.run(silence, silence + WINDOW, eviction_every=1_000)
+    assert not any(active for _, active in trace) and lone.evicted_at.keys() == {"i-0"}
