@@ -3,11 +3,24 @@
 Every versioned write is stamped with `clock.tick(now_ms)`; every received record's stamp goes through
 `clock.observe`, so a write made after seeing another always carries a greater timestamp. That property is
 what makes "greatest timestamp wins" agree with "causally later wins" (see `record.merge`).
+
+Clock skew. A remote stamp more than `max_skew_ms` ahead of this node's time is not observed (the guard: one
+clock set to next year must not drag every other one with it); the replica holds such a record back until it is
+within the guard (held.py), so it is late, never lost, and never asked for again. To keep that rare, each node
+learns how far its peers' wall clocks are from its own (every delta carries its sender's wall clock) and, once
+it is further than a quarter of the guard from their median, stamps and guards with its wall clock moved to
+within that quarter (`offset_ms`): a node 90 s ahead of two peers stamps as if 15 s ahead, a node 90 s behind
+as if 15 s behind, and the median (so any one bad clock of three) never moves. Leases, expiry and
+self-preservation never read the offset: they count durations on the node's own clock.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from statistics import median
 from typing import NamedTuple
+
+DEADBAND_SHARE = 4  # a node corrects its clock once it is further than guard / this from its peers' median
+SAMPLE_TTL_MS = 30_000  # a peer not heard from for this long no longer counts towards the median
 
 
 class Timestamp(NamedTuple):
@@ -22,40 +35,54 @@ ZERO = Timestamp(0, 0, "")
 
 
 class ClockSkewError(ValueError):
-    """A remote timestamp is further ahead of our wall clock than `max_skew_ms` allows."""
+    """A remote timestamp is further ahead of our (corrected) clock than `max_skew_ms` allows."""
 
 
 @dataclass(slots=True)
 class HybridClock:
     """An HLC for one replica; time comes in as `now_ms`, the clock reads no wall clock itself.
 
-    Remote timestamps more than `max_skew_ms` ahead of local wall time are rejected (and counted), never
-    adopted: one node with a clock set to next year must not drag every other clock forward with it.
-    Rejected records are not lost: the sender still holds them and anti-entropy offers them again, and
-    they are accepted once they fall within the guard.
+    `offset_ms` is added to `now_ms` for stamps and for the guard; it follows the peers' clocks as `learn` hears
+    them (see the module docstring). Remote stamps too far ahead even so are refused (and counted), never adopted.
     """
 
     replica: str
     max_skew_ms: int = 60_000
     last: Timestamp = ZERO
     skew_rejections: int = 0
+    offset_ms: int = 0
+    peer_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)  # replica -> (offset, heard at)
 
     def tick(self, now_ms: int) -> Timestamp:
         """A fresh timestamp for a local event, greater than every timestamp seen so far."""
-        wall = max(self.last.wall_ms, now_ms)
+        wall = max(self.last.wall_ms, now_ms + self.offset_ms)
         logical = self.last.logical + 1 if wall == self.last.wall_ms else 0
         self.last = Timestamp(wall, logical, self.replica)
         return self.last
 
-    def check(self, remote: Timestamp, now_ms: int) -> None:
-        """Raise ClockSkewError (and count it) if `remote` is too far ahead to accept."""
-        if remote.wall_ms - now_ms > self.max_skew_ms:
-            self.skew_rejections += 1
-            raise ClockSkewError(f"timestamp {remote.wall_ms} is {remote.wall_ms - now_ms} ms ahead of local time")
+    def within_guard(self, remote: Timestamp, now_ms: int) -> bool:
+        return remote.wall_ms - now_ms - self.offset_ms <= self.max_skew_ms
 
     def observe(self, remote: Timestamp, now_ms: int) -> None:
         """Fold an accepted remote timestamp in, so later local ticks exceed it (ClockSkewError if too far ahead)."""
-        if remote.wall_ms - now_ms > self.max_skew_ms:  # `check`, inlined: this runs for every replicated item
-            self.check(remote, now_ms)
+        if remote.wall_ms - now_ms - self.offset_ms > self.max_skew_ms:  # `within_guard`, inlined: runs per item
+            self.skew_rejections += 1
+            raise ClockSkewError(f"timestamp {remote.wall_ms} is {remote.wall_ms - now_ms} ms ahead of local time")
         if remote > self.last:
             self.last = remote  # `tick` reads only its wall and logical parts
+
+    def learn(self, replica: str, remote_ms: int, now_ms: int) -> None:
+        """A peer's wall clock read `remote_ms` when it sent what arrives now (off by the transit time:
+        milliseconds, against a deadband of seconds). Re-derives `offset_ms` from the recent samples."""
+        offsets = self.peer_offsets
+        offsets[replica] = (remote_ms - now_ms, now_ms)
+        for stale in [r for r, (_, at) in offsets.items() if now_ms - at > SAMPLE_TTL_MS]:
+            del offsets[stale]
+        middle = round(median([0, *(offset for offset, _ in offsets.values())]))
+        deadband = self.max_skew_ms // DEADBAND_SHARE
+        self.offset_ms = 0 if abs(middle) <= deadband else middle - deadband if middle > 0 else middle + deadband
+
+    @property
+    def corrected(self) -> bool:
+        """This node's clock is off its peers' median by more than the deadband (status, metrics, logs say so)."""
+        return self.offset_ms != 0

@@ -42,6 +42,7 @@ class Delta:
     record_seqs: tuple[int, ...] = ()  # each record's position in the sender's log (empty: unknown)
     covered: tuple[tuple[str, int], ...] = ()  # (source replica, its log sequence) left out of this delta
     direct: tuple[str, ...] = ()  # replicas the sender hears from directly: peers need not forward theirs
+    clock_ms: int = 0  # the sender's wall clock when it made the delta (0: unknown), see clock.HybridClock.learn
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from .changelog import ChangeLog, Page
 from .clock import ZERO, ClockSkewError, HybridClock, Timestamp
@@ -21,6 +21,7 @@ from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
+from .held import Held
 from .index import RegistryIndex
 from .ledger import LeaseLedger
 from .lease import Lease, eviction_cap, lease_ms
@@ -72,7 +73,7 @@ class PeerState:
 @dataclass(slots=True)
 class Counters:
     conflicts: int = 0  # concurrent writes to one key, settled by timestamp
-    rejected_items: int = 0  # replicated records or renewals refused (clock skew, malformed)
+    rejected_items: int = 0  # replicated records refused (malformed)
     evictions: int = 0
     renewals_local: int = 0
     renewals_replicated: int = 0
@@ -99,6 +100,7 @@ class Replica:
     preservation: SelfPreservation = field(init=False)
     leases: LeaseLedger[InstanceKey] = field(init=False)  # what self-preservation and eviction read
     peers: dict[str, PeerState] = field(init=False)
+    held: Held = field(default_factory=Held)  # replicated state stamped beyond the clock guard, until it is not
     watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
     _first_vv: VersionVector = field(init=False)  # the vector of every first write here, shared (memory)
     _heard_ms: dict[str, int] = field(default_factory=dict)  # replica id -> when a delta from it last arrived
@@ -293,8 +295,8 @@ class Replica:
         try:
             self.clock.observe(incoming.stamp, now_ms)
         except ClockSkewError:
-            self.counters.rejected_items += 1
-            return False
+            self.held.hold_record(incoming)  # applied once within the guard (held.py)
+            return True
         entry = self.entries.get(key)
         merged = merge(entry.record if entry is not None else None, incoming)
         self.counters.conflicts += merged.conflict
@@ -309,20 +311,24 @@ class Replica:
                        unlogged: dict[InstanceKey, Entry]) -> bool:
         """Raise the key's renewal register; the change goes into `unlogged` for the caller to log (with the
         key's record when one follows in the same delta: one log position, one sequence, instead of two)."""
-        try:
-            self.clock.observe(update.renewed, now_ms)
-        except ClockSkewError:
-            self.counters.rejected_items += 1
-            return False
         key = update.key
         entry = self.entries.get(key)
         if entry is None:
             entry = self.entries[key] = Entry(key=key, first_seen_ms=now_ms)
-        if update.renewed <= entry.renewed:
+        anchor_ms = now_ms - max(0, update.age_ms)
+        try:
+            self.clock.observe(update.renewed, now_ms)
+        except ClockSkewError:
+            self.held.hold_renewal(key, update.renewed, anchor_ms)  # the register waits (held.py)...
+            self._extend(entry, anchor_ms, now_ms)  # ...the lease does not: its age is a duration
             return True
-        age = max(0, update.age_ms)
+        if update.renewed <= entry.renewed:
+            # Not newer by stamp, but perhaps a later renewal all the same: one made at a node whose clock is
+            # behind a stamp held here (see clock.py). Its age says so, and a lease only ever restarts later.
+            self._extend(entry, anchor_ms, now_ms)
+            return True
         entry.renewed, entry.renewal_from, entry.renewal_from_seq = update.renewed, sender, sender_seq
-        entry.anchor_ms = max(entry.anchor_ms, now_ms - age)
+        entry.anchor_ms = max(entry.anchor_ms, anchor_ms)
         self.counters.renewals_replicated += 1
         unlogged[key] = entry
         record = entry.record
@@ -338,21 +344,45 @@ class Replica:
             self.leases.renewed(key, entry.anchor_ms, now_ms)
         return True
 
+    def _extend(self, entry: Entry, anchor_ms: int, now_ms: int) -> None:
+        """Restart a lease at `anchor_ms` if that is later, without touching the renewal register."""
+        if anchor_ms <= entry.anchor_ms:
+            return
+        entry.anchor_ms = anchor_ms
+        if entry.record is not None and entry.record.info is not None and not entry.evicted:
+            self.leases.renewed(entry.key, anchor_ms, now_ms)
+
     def _apply_delta(self, delta: Delta, now_ms: int) -> None:
         sender = delta.sender
         self._heard_ms[sender] = now_ms
         self._peer_direct[sender] = frozenset(delta.direct)
-        # Renewals first, so a record arriving in the same delta finds its lease clock already set.
-        unlogged: dict[InstanceKey, Entry] = {}
-        accepted = all([self._apply_renewal(u, now_ms, sender, u.seq or delta.upto, unlogged)
-                        for u in delta.renewals])
+        if delta.clock_ms:
+            self.clock.learn(sender, delta.clock_ms, now_ms)
+        self.release_held(now_ms)
         seqs = delta.record_seqs or (delta.upto,) * len(delta.records)
-        accepted = all([self._apply_record(r, now_ms, sender, seq, unlogged)
-                        for r, seq in zip(delta.records, seqs, strict=True)]) and accepted
+        if self._apply_items([(u, u.seq or delta.upto) for u in delta.renewals],
+                             zip(delta.records, seqs, strict=True), now_ms, sender):
+            self._credit(sender, delta.base, delta.upto, delta.covered)
+
+    def _apply_items(self, renewals: Iterable[tuple[RenewalUpdate, int]], records: Iterable[tuple[Record, int]],
+                     now_ms: int, sender: str) -> bool:
+        """Apply replicated renewals and records, each with the sender's log sequence; False if any was refused.
+        Renewals first, so a record arriving with them finds its lease clock already set."""
+        unlogged: dict[InstanceKey, Entry] = {}
+        accepted = all([self._apply_renewal(u, now_ms, sender, seq, unlogged) for u, seq in renewals])
+        accepted = all([self._apply_record(r, now_ms, sender, seq, unlogged) for r, seq in records]) and accepted
         for entry in unlogged.values():  # renewals whose record did not change
             self.log.note(entry, record=False, renewal=True)
-        if accepted:
-            self._credit(sender, delta.base, delta.upto, delta.covered)
+        return accepted
+
+    def release_held(self, now_ms: int) -> None:
+        """Apply what was held back (held.py) and is now within the clock guard, as if it had just arrived from
+        no particular sender (so it is forwarded to every peer)."""
+        renewals, records = self.held.take_due(now_ms + self.clock.offset_ms + self.clock.max_skew_ms)
+        for held in records.values():
+            self.clock.observe(held.highest, now_ms)  # every stamp folded into the merge, before it applies
+        self._apply_items([(RenewalUpdate(key, h.renewed, now_ms - h.anchor_ms), 0) for key, h in renewals.items()],
+                          [(h.record, 0) for h in records.values()], now_ms, "")
 
     def _credit(self, sender: str, base: int, upto: int, covered: tuple[tuple[str, int], ...]) -> None:
         """Move the sender's watermark over (base, upto] once it is contiguous and we hold what it left out.
@@ -453,7 +483,7 @@ class Replica:
         renewals = tuple(RenewalUpdate(e.key, e.renewed, now_ms - e.anchor_ms, seq)
                          for seq, e in page.renewals if wanted(e.renewal_from, e.renewal_from_seq))
         return Delta(self.replica_id, base, page.upto, tuple(r for _, r in records), renewals,
-                     tuple(seq for seq, _ in records), tuple(sorted(covered.items())), self._direct(now_ms))
+                     tuple(seq for seq, _ in records), tuple(sorted(covered.items())), self._direct(now_ms), now_ms)
 
     def _direct(self, now_ms: int) -> tuple[str, ...]:
         """Replicas whose deltas reached us recently, i.e. that do not need others to forward to us."""
@@ -519,6 +549,7 @@ class Replica:
         capped share), `budget // EVICTIONS_PER_ENTRY` per call. None while unfinished, so the caller can publish
         each call's changes before the next (see sweep.py)."""
         self._note_gap(now_ms)
+        self.release_held(now_ms)
         sweep = self._sweep
         if sweep is None:
             if not self.leases.advance(now_ms, budget):

@@ -47,6 +47,7 @@ class SimCluster:
     _blocked: set[frozenset[str]] = field(default_factory=set)
     _queue: list[_InFlight] = field(default_factory=list)
     _order: int = 0
+    sent: int = 0  # messages handed to the network, so tests can bound a protocol's chatter
     _incarnations: int = 0
     rng: random.Random = field(init=False)
 
@@ -111,6 +112,7 @@ class SimCluster:
 
     def _send(self, sender: str, outgoing: list[Outgoing]) -> None:
         for out in outgoing:
+            self.sent += 1
             copies = 0 if self.rng.random() < self.faults.loss else 1
             copies += copies and self.rng.random() < self.faults.duplicate
             for _ in range(copies):

@@ -11,6 +11,10 @@ answers a request in the highest version both ends speak (`negotiate`) and pushe
 peer's last answer allowed (version 1 until it has answered), so an older peer is always understood; a frame in
 a version this node does not speak is refused with a WireError that names both ranges.
 
+A push or a digest reply also carries `c`, its sender's wall clock in ms (`Delta.clock_ms`, which peers use to
+learn their clock offsets: core/clock.py), in the frame rather than the body: older nodes ignore keys of the
+frame they do not know, so every version carries it and none of the bodies changed.
+
 - Version 1: an instance is a map of its field names (`InstanceInfo.to_dict`); an unknown field is an error.
 - Version 2: an instance is the list of its values in the fixed order of `INSTANCE_FIELDS` (no names: about
   half the bytes, a third of the unpacking, and encoding is one C call per instance). The rule for fields a
@@ -80,6 +84,8 @@ def encode(message: Message, version: int = NEWEST) -> bytes:
     else:
         body = [_delta(message.delta, version), message.more, message.your_watermark]
     frame = {"v": version, "r": [OLDEST, NEWEST], "t": int(message.type), "b": body}
+    if not isinstance(message, Digest) and message.delta.clock_ms:
+        frame["c"] = message.delta.clock_ms
     return msgpack.packb(frame, use_bin_type=True, default=_plain)
 
 
@@ -110,7 +116,7 @@ def decode_frame(data: bytes) -> Frame:
     except ValueError:
         raise WireError(f"unknown message type {frame.get('t')!r}") from None
     try:
-        return Frame(_decode_body(kind, frame["b"], version), version, peer_versions)
+        return Frame(_decode_body(kind, frame["b"], version, _int(frame.get("c", 0))), version, peer_versions)
     except WireError:
         raise
     except (TypeError, ValueError, KeyError, IndexError) as exc:
@@ -134,16 +140,16 @@ def _shown(versions: range) -> str:
     return f"{versions[0]}-{versions[-1]}"
 
 
-def _decode_body(kind: MessageType, body: Any, version: int) -> Message:
+def _decode_body(kind: MessageType, body: Any, version: int, clock_ms: int) -> Message:
     if kind is MessageType.PUSH:
-        return Push(_undelta(body, version))
+        return Push(_undelta(body, version, clock_ms))
     if kind is MessageType.DIGEST:
         sender, head, expect, since, holds = _fields(body, 5)
         return Digest(_str(sender), _int(head), _str(expect), _int(since), _pairs(holds))
     delta, more, watermark = _fields(body, 3)
     if not isinstance(more, bool):
         raise WireError("more must be a boolean")
-    return DigestReply(_undelta(delta, version), more, _int(watermark))
+    return DigestReply(_undelta(delta, version, clock_ms), more, _int(watermark))
 
 
 def _delta(delta: Delta, version: int) -> list[Any]:
@@ -159,7 +165,7 @@ def _v1_instance(info: InstanceInfo) -> dict[str, object]:
     return {name: value for name, value in info.to_dict().items() if name in V1_FIELDS}
 
 
-def _undelta(body: Any, version: int) -> Delta:
+def _undelta(body: Any, version: int, clock_ms: int) -> Delta:
     sender, base, upto, records, renewals, record_seqs, covered, direct = _fields(body, 8)
     if not isinstance(records, list) or not isinstance(renewals, list):
         raise WireError("records and renewals must be lists")
@@ -174,7 +180,7 @@ def _undelta(body: Any, version: int) -> Delta:
     return Delta(sys.intern(_str(sender)), _int(base), _int(upto),
                  tuple(_record(r, shared, version) for r in records), tuple(_renewal(u, shared) for u in renewals),
                  tuple(_seq(q, shared) for q in record_seqs), _pairs(covered),
-                 tuple(sys.intern(_str(r)) for r in direct))
+                 tuple(sys.intern(_str(r)) for r in direct), clock_ms)
 
 
 def _record(item: Any, shared: dict[object, Any], version: int) -> Record:

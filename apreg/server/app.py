@@ -22,6 +22,7 @@ from .eureka_peers_api import EurekaPeerApi
 from .health_api import HealthApi
 from .metrics_api import MetricsApi
 from .node import Node
+from .offset_clock import node_clock
 from .peer_api import PeerApi
 from .settings import NodeSettings
 from .status_api import StatusApi
@@ -91,7 +92,7 @@ async def start_node(settings: NodeSettings) -> tuple[web.AppRunner, Node]:
     """Start one node listening; logs one line with its URL (the port actually bound)."""
     sock, settings = listen(settings)
     NODE.set(settings.name)
-    node = Node(settings)
+    node = Node(settings, clock=node_clock())
     access_log = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
     runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False)
     await runner.setup()

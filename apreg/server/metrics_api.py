@@ -51,8 +51,17 @@ class NodeCollector(Collector):
         renewals.add_metric(("replicated",), counters.renewals_replicated)
         yield renewals
         yield counter("purged", "Tombstones and long-evicted instances garbage-collected", counters.purged)
-        yield counter("clock_skew_rejections", "Remote timestamps refused for being too far ahead",
-                      replica.clock.skew_rejections)
+        yield counter("clock_skew_rejections", "Remote timestamps held back for being too far ahead of this "
+                      "node's clock", replica.clock.skew_rejections)
+        yield gauge("clock_offset_seconds", "Correction added to this node's wall clock for stamps: nonzero while "
+                    "it is off its peers' median by more than a quarter of the skew guard", replica.clock.offset_ms / 1000)
+        yield gauge("clock_held_back", "Replicated records and renewals held until their stamps are within the "
+                    "skew guard", len(replica.held))
+        peer_clocks = GaugeMetricFamily("apreg_peer_clock_offset_seconds", "Each peer's wall clock against ours, "
+                                        "from the deltas it sends", labels=("replica",))
+        for peer, (offset, _) in sorted(replica.clock.peer_offsets.items()):
+            peer_clocks.add_metric((peer,), offset / 1000)
+        yield peer_clocks
         rejected = CounterMetricFamily("apreg_rejected", "Inputs refused, by kind", labels=("kind",))
         for kind, value in (("client", node.rejected.client), ("peer", node.rejected.peer),
                             ("auth", node.rejected.auth), ("client_auth", node.rejected.client_auth),

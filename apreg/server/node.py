@@ -30,6 +30,7 @@ from .documents import DocumentCache
 from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
 from .instruments import Instruments
+from .clock_view import describe as describe_clock
 from .preservation_view import describe_transition
 from .settings import NodeSettings
 from .tls import client_context
@@ -115,6 +116,7 @@ class Node:
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
         self._pushers: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._clock_corrected = False  # as last logged
         self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.committed,
                                              settings.peer_timeout) if settings.eureka_peers else None
 
@@ -423,3 +425,7 @@ class Node:
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))
         for transition in self.replica.preservation.take_transitions():
             log.warning("%s", describe_transition(transition, self.replica.preservation))
+        clock = self.replica.clock
+        if clock.corrected != self._clock_corrected:
+            self._clock_corrected = clock.corrected
+            log.warning("%s", describe_clock(clock))

@@ -178,8 +178,8 @@ FLAGS = (
     Flag("fanout", "fanout", int, "peers per eager push; 0 = all", metavar="N"),
     Flag("tombstone-ttl", "tombstone_ttl", float, "seconds a cancel is remembered: the longest partition that "
          "cannot resurrect a cancelled instance"),
-    Flag("max-clock-skew", "max_clock_skew", float, "remote timestamps further ahead than this many seconds are "
-         "refused"),
+    Flag("max-clock-skew", "max_clock_skew", float, "remote timestamps further ahead than this many seconds wait "
+         "until they are not"),
     Flag("read-cache-max-age", "read_cache_max_age", float, "while the registry keeps changing, a full fetch may "
          "be served as of its last render this many seconds ago; 0 renders every change"),
     Flag("secret", "secret", str, f"HMAC key for peer messages (or env {SECRET_ENV}); all nodes need the same",

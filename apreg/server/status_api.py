@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .node import Node
+from .clock_view import status_section as clock_section
 from .preservation_view import status_section
 
 
@@ -41,6 +42,7 @@ def status_document(node: Node) -> dict[str, Any]:
         "evictions": counters.evictions,
         "renewals": {"local": counters.renewals_local, "replicated": counters.renewals_replicated},
         "clock_skew_rejections": replica.clock.skew_rejections,
+        "clock": clock_section(replica.clock, replica.held),
         "rejected": {"client": node.rejected.client, "peer": node.rejected.peer, "auth": node.rejected.auth,
                      "client_auth": node.rejected.client_auth,
                      "replicated_items": counters.rejected_items},

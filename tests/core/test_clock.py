@@ -54,29 +54,32 @@ def test_skew_beyond_guard_is_rejected_and_counted() -> None:
     assert clock.tick(10_000) == Timestamp(10_000 + GUARD, 8, "me")
 
 
-def test_replica_rejects_a_far_future_record_then_accepts_it_once_in_range() -> None:
+def test_replica_holds_a_far_future_record_then_applies_it_once_in_range() -> None:
     config = CoreConfig(max_clock_skew_ms=GUARD)
     a = Replica("a", "1", config)
     b = Replica("b", "1", config)
-    record = a.register(info(), 50_000)  # a's clock is 5 s ahead of b's
+    record = a.register(info(), 50_000)  # a's clock is 5 s ahead of b's (and its push carries no clock reading)
     push = Push(Delta(a.replica_id, 0, a.log.head, (record,), ()))
     b.receive(push, 45_000)
-    assert KEY not in b.records and b.counters.rejected_items == 1 and b.clock.skew_rejections == 1
-    assert b.watermarks.get(a.replica_id, 0) == 0  # not marked as held: the sender will offer it again
-    b.receive(push, 49_000)  # now within the guard
-    assert b.records[KEY] == record and b.watermarks[a.replica_id] == a.log.head
-    assert b.clock.tick(49_000) > record.stamp  # the accepted stamp was observed: b's next write follows it
+    assert KEY not in b.records and len(b.held) == 1 and b.clock.skew_rejections == 1
+    assert b.watermarks[a.replica_id] == a.log.head  # held, so taken: the sender is not asked for it again
+    b.sweep(48_999)
+    assert KEY not in b.records
+    b.sweep(49_000)  # now within the guard
+    assert b.records[KEY] == record and len(b.held) == 0 and b.counters.rejected_items == 0
+    assert b.clock.tick(49_000) > record.stamp  # the applied stamp was observed: b's next write follows it
 
 
 def test_simulated_node_too_far_ahead_loses_nothing() -> None:
-    """A node 3 s past a 1 s guard: its peer refuses its write while it is too fresh and takes it from
-    anti-entropy once it is old enough."""
+    """A node 3 s past a 1 s guard writes before it has heard its peer: the peer holds the write while it is
+    too fresh and applies it once it is old enough; by then both clocks have corrected towards each other."""
     config = CoreConfig(max_clock_skew_ms=GUARD)
     cluster = SimCluster(("a", "b"), seed=1, config=config, skew_ms={"a": 3_000})
     a, b = cluster.node("a"), cluster.node("b")
     written = a.register(info(), cluster.local_ms("a"))
     cluster.after_write("a")
+    cluster.run(100)
+    assert KEY not in b.records and len(b.held) == 2  # the record and its registration's renewal
     cluster.run(1_000)
-    assert KEY not in b.records and b.counters.rejected_items > 0
-    cluster.run(4_000)
-    assert b.records[KEY].stamp == written.stamp and b.records[KEY].info == written.info
+    assert b.records[KEY].stamp == written.stamp and b.records[KEY].info == written.info and len(b.held) == 0
+    assert a.clock.offset_ms < 0 < b.clock.offset_ms

@@ -88,3 +88,20 @@ def test_a_float_field_takes_an_integer() -> None:
     decoded = wire.decode(raw_push(record_fields(renewal_interval_s=30)))
     assert isinstance(decoded, Push) and decoded.delta.records[0].info is not None
     assert decoded.delta.records[0].info.renewal_interval_s == 30
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_senders_clock_rides_in_the_frame_where_older_nodes_ignore_it(version: int) -> None:
+    """`Delta.clock_ms` is the frame's `c` (core/clock.py learns peers' offsets from it): every version carries
+    it, a frame without it (an older sender) decodes as 0, and a mistyped one is refused."""
+    from dataclasses import replace
+    clocked = replace(DELTA, clock_ms=1_700_000_090_000)
+    for message in (Push(clocked), DigestReply(clocked, True, 3)):
+        data = wire.encode(message, version)
+        assert msgpack.unpackb(data)["c"] == clocked.clock_ms
+        assert wire.decode(data) == message
+    assert "c" not in msgpack.unpackb(wire.encode(Push(DELTA), version))  # unknown: left out, as before
+    tampered = msgpack.unpackb(wire.encode(Push(clocked), version))
+    tampered["c"] = "soon"
+    with pytest.raises(wire.WireError):
+        wire.decode(msgpack.packb(tampered))

@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from apreg.peer.auth import wall_ms
 from apreg.server.app import build_app
 from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
@@ -100,12 +101,14 @@ class LocalCluster:
     """N nodes; node i reaches node j through proxy (i, j), so any link can be cut."""
 
     def __init__(self, n: int, *, node_overrides: dict[int, dict[str, Any]] | None = None,
-                 client_ssl: ssl.SSLContext | None = None, **overrides: Any) -> None:
+                 client_ssl: ssl.SSLContext | None = None, clocks: dict[int, Callable[[], int]] | None = None,
+                 **overrides: Any) -> None:
         self._holds = [PortHold() for _ in range(n)]  # node i listens on its port across restarts
         self.ports = [hold.port for hold in self._holds]
         self.proxies = {(i, j): LinkProxy(self.ports[j]) for i in range(n) for j in range(n) if i != j}
         self.overrides = overrides
         self.node_overrides = node_overrides or {}
+        self.clocks = clocks or {}  # node i's wall clock, when not the real one
         self.client_ssl = client_ssl  # what the test's own requests trust (a TLS cluster's CA)
         self.scheme = "https" if overrides.get("tls_cert") else "http"
         self.runners: dict[int, web.AppRunner] = {}
@@ -138,7 +141,7 @@ class LocalCluster:
 
     async def start(self, i: int) -> None:
         settings = self.settings(i)
-        node = Node(settings)
+        node = Node(settings, clock=self.clocks.get(i, wall_ms))
         runner = web.AppRunner(build_app(node), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.ports[i], reuse_address=True, reuse_port=True,

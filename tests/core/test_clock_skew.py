@@ -1,0 +1,146 @@
+"""Clocks past the skew guard (README "Clock skew"): one node 90 s ahead, one 30 s ahead, one on time.
+
+Instances renew every second with 3 s leases (the fault suite's), some at one node all along and some failing
+over between nodes, so every instance renews somewhere all the time and any eviction is false (I4). The guard
+is the default 60 s. Each run is compared with the same run on synchronised clocks: the skewed one may not send
+noticeably more messages (no refusal loop), and once the skew is gone the nodes must agree again within a few
+anti-entropy rounds, with nothing left held back.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from apreg.core.config import CoreConfig
+from apreg.core.instance import InstanceKey
+from apreg.core.messages import Push
+from apreg.core.replica import Replica
+from apreg.core.simnet import SimCluster
+
+from .strategies import info, state
+
+CONFIG = CoreConfig(renewal_interval_ms=1_000, lease_duration_ms=3_000, renewal_window_ms=6_000)
+NAMES = ("a", "b", "c")
+SKEWED = {"a": 90_000, "b": 30_000, "c": 0}
+TRANSIT_MS = 20  # the simulated network's delay plus a step: what a one-way clock reading is off by
+T0 = 1_700_000_000_000
+KEYS = [InstanceKey("SVC", f"i-{i}") for i in range(12)]
+
+
+def home(index: int, second: int) -> str:
+    """Where instance `index` renews in a given second: a third stay at one node, the others move every 5 s."""
+    if index % 3 == 0:
+        return NAMES[index // 3 % 3]
+    return NAMES[(index + second // 5) % 3]
+
+
+def heartbeats(cluster: SimCluster, seconds: int, start: int) -> None:
+    for second in range(start, start + seconds):
+        for i, key in enumerate(KEYS):
+            name = home(i, second)
+            node, now = cluster.node(name), cluster.local_ms(name)
+            if not node.renew(key, now):  # 404: unknown here (yet), so the client registers, as Eureka's do
+                node.register(info(key.instance_id, host=name), now)
+            cluster.after_write(name)
+        cluster.run(1_000)
+
+
+def agree(cluster: SimCluster) -> bool:
+    nodes = list(cluster.replicas.values())
+    return all(state(n.records.get(k)) == state(nodes[0].records.get(k)) and n.visible(k) is not None
+               for n in nodes for k in KEYS)
+
+
+def run(skew: dict[str, int], step_at_s: int = 0) -> SimCluster:
+    """40 s of heartbeats with `skew` (applied from the start, or as a clock step after `step_at_s` seconds),
+    then the skew removed (every clock steps back) and 20 s more."""
+    cluster = SimCluster(NAMES, seed=11, config=CONFIG, skew_ms={} if step_at_s else dict(skew))
+    heartbeats(cluster, step_at_s, 0)
+    cluster.skew_ms = dict(skew)
+    heartbeats(cluster, 40 - step_at_s, step_at_s)
+    cluster.skew_ms = {}
+    heartbeats(cluster, 20, 40)
+    return cluster
+
+
+@pytest.mark.parametrize("step_at_s", [0, 10], ids=["skewed-from-start", "clock-step-mid-run"])
+def test_nodes_past_the_guard_evict_nothing_loop_not_and_converge_once_the_skew_is_gone(step_at_s: int) -> None:
+    baseline = run({}, step_at_s)
+    cluster = SimCluster(NAMES, seed=11, config=CONFIG, skew_ms={} if step_at_s else dict(SKEWED))
+    heartbeats(cluster, step_at_s, 0)
+    cluster.skew_ms = dict(SKEWED)
+    heartbeats(cluster, 5, step_at_s)
+    a, b, c = (cluster.node(n) for n in NAMES)
+    # The loud signal's source: a and c know how far off the median of the three clocks (b's) they are, and
+    # correct to within a quarter of the guard of it (give or take the transit time); b, the median, stays.
+    deadband = CONFIG.max_clock_skew_ms // 4
+    assert abs(a.clock.offset_ms - (-60_000 + deadband)) <= TRANSIT_MS and a.clock.corrected
+    assert abs(c.clock.offset_ms - (30_000 - deadband)) <= TRANSIT_MS and not b.clock.corrected
+    # Stamps a and b made before they heard the others are beyond c's guard until c's corrected clock is within
+    # it (90 - 60 - 15 = 15 s): held meanwhile, each once per message that carries it, and none after that.
+    heartbeats(cluster, 15, step_at_s + 5)
+    rejections = [n.clock.skew_rejections for n in cluster.replicas.values()]
+    heartbeats(cluster, 20 - step_at_s, step_at_s + 20)
+    assert agree(cluster), "the cluster converges while the skew lasts"
+    assert [n.clock.skew_rejections for n in cluster.replicas.values()] == rejections
+    cluster.skew_ms = {}
+    heartbeats(cluster, 3, 40)
+    assert agree(cluster) and not any(len(n.held) for n in cluster.replicas.values())
+    assert not any(n.clock.corrected for n in cluster.replicas.values())
+    heartbeats(cluster, 17, 43)
+    assert [n.counters.evictions for n in cluster.replicas.values()] == [0, 0, 0], "I4: a false eviction"
+    assert agree(cluster)
+    assert cluster.sent <= 1.2 * baseline.sent, f"chatter: {cluster.sent} messages, {baseline.sent} in sync"
+
+
+def test_a_node_lagging_past_the_guard_keeps_its_peers_leases() -> None:
+    """c is 90 s behind a and b (the mirror case): it learns it, corrects forward, takes their stamps at once,
+    and evicts nothing of what renews only at them."""
+    cluster = SimCluster(NAMES, seed=3, config=CONFIG, skew_ms={"c": -90_000})
+    heartbeats(cluster, 20, 0)
+    c = cluster.node("c")
+    assert abs(c.clock.offset_ms - (90_000 - CONFIG.max_clock_skew_ms // 4)) <= TRANSIT_MS
+    assert agree(cluster) and c.counters.evictions == 0 and c.clock.skew_rejections == 0
+
+
+def test_held_back_stamps_keep_leases_and_apply_once_in_range() -> None:
+    """A peer that sends no clock reading (an older node) 150 s ahead: its record and renewals are held, not
+    refused. The lease restarts at once from the renewal's age, the record and the renewal register wait until
+    their stamps are within the guard, and the deltas are credited, so nothing is asked for twice."""
+    a, b = Replica("a", "1", CONFIG, ("b",)), Replica("b", "1", CONFIG, ("a",))
+    key, ahead = KEYS[0], 150_000
+    b.register(info(key.instance_id, host="b"), T0)
+    a.receive(Push(replace(b.flush(T0)[0].message.delta, clock_ms=0)), T0 + ahead)  # type: ignore[union-attr]
+    assert a.update_metadata(key, {"at": "a"}, T0 + ahead)
+    for second in range(1, 11):  # the instance moves to a, and renews there every second
+        assert a.renew(key, T0 + ahead + second * 1_000)
+        push = a.flush(T0 + ahead + second * 1_000)[0].message
+        b.receive(Push(replace(push.delta, clock_ms=0)), T0 + second * 1_000)  # type: ignore[union-attr]
+        assert b.evict(T0 + second * 1_000 + 500) == []  # b's own renewal is 10 s old by the end
+    assert b.visible(key).info.metadata == {}  # type: ignore[union-attr]
+    assert len(b.held) == 2 and b.clock.skew_rejections == 11 and b.entries[key].renewed.replica == b.replica_id
+    assert b.watermarks[a.replica_id] == a.log.head  # credited: not asked for again
+    b.sweep(T0 + ahead - CONFIG.max_clock_skew_ms + 10_000)  # the last of a's stamps is within the guard now
+    assert len(b.held) == 0 and b.entries[key].renewed == a.entries[key].renewed and b.records[key] == a.records[key]
+    assert b.clock.tick(T0) > a.entries[key].renewed  # observed: b's next renewal follows a's
+
+
+def test_a_renewal_stamped_below_the_register_still_restarts_the_lease() -> None:
+    """b holds a renewal stamped by a, 50 s ahead (within the guard); the instance moves to c, whose clock has
+    not seen that stamp, so c's renewals are stamped lower. Their age still restarts b's lease: b keeps it."""
+    names = ("a", "b", "c")
+    a, b, c = (Replica(n, "1", CONFIG, tuple(p for p in names if p != n)) for n in names)
+    key = KEYS[0]
+    a.register(info(key.instance_id, host="a"), T0 + 50_000)
+    b.receive(next(o for o in a.flush(T0 + 50_000) if o.peer == "b").message, T0)
+    c.register(info(key.instance_id, host="c"), T0 - 100_000)  # c, 150 s behind a, has not heard of it
+    for second in range(1, 6):
+        now = T0 + second * 1_000
+        assert c.renew(key, now - 100_000)
+        for out in c.flush(now - 100_000):
+            if out.peer == "b":
+                b.receive(out.message, now)
+        assert b.evict(now + 500) == [] and b.visible(key) is not None
+    assert b.entries[key].renewed.replica == a.replica_id  # the register kept a's stamp: it is the greater
+    assert b.visible(key).info.host_name == "a"  # type: ignore[union-attr]  # and so did the record
