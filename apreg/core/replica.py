@@ -116,6 +116,7 @@ class Replica:
     _preservation_due: int = 0
     _last_pass_ms: int = 0  # when the shell last asked for a pass
     _resumed_ms: int | None = None  # when a pass found the node had been stopped (see _evictions_held)
+    _resume_wait_ms: int = 0  # how long after that its clients need to renew: the longest renewal interval
 
     def __post_init__(self) -> None:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
@@ -589,21 +590,26 @@ class Replica:
 
     def _note_gap(self, now_ms: int) -> None:
         """Passes come every window/EVALUATIONS_PER_WINDOW; three missed means the process was stopped (SIGSTOP,
-        a frozen VM, a long stall), and the renewals it missed are still on their way to it."""
+        a frozen VM, a long stall) or its clock stepped forward, and the renewals it missed (or that its leases
+        now look too old for) are still on their way to it."""
         gap = 3 * max(1, self.config.renewal_window_ms // EVALUATIONS_PER_WINDOW)
         if self._last_pass_ms and now_ms - self._last_pass_ms > gap:
             self._resumed_ms = now_ms
+            # A scan, once per stop or step: the clients of every live lease get one interval to renew.
+            self._resume_wait_ms = max((term.interval_ms for term in self.leases.terms.values()), default=0)
         self._last_pass_ms = max(self._last_pass_ms, now_ms)
 
     def _evictions_held(self, now_ms: int) -> bool:
-        """After a stop, evict nothing until every peer we know has sent us a delta since (or one lease duration
-        has passed, so a dead peer cannot hold eviction forever): every lease looks expired to a node that slept
-        through its renewals, and with nothing expected self-preservation cannot catch that (I4)."""
+        """After a stop or a clock step, evict nothing until every peer we know has sent us a delta since and
+        the longest renewal interval has passed, so that the renewals this node missed, and its own clients' next
+        ones, have arrived (or until one lease duration has passed, so a dead peer cannot hold eviction forever):
+        every lease looks expired to a node that slept through its renewals or whose clock jumped past them, and
+        with nothing expected self-preservation cannot catch that (I4)."""
         resumed = self._resumed_ms
         if resumed is None:
             return False
         heard = all(self._heard_ms.get(state.replica, -1) >= resumed for state in self.peers.values()
-                    if state.replica)
+                    if state.replica) and now_ms - resumed >= self._resume_wait_ms
         if heard or now_ms - resumed >= self.config.lease_duration_ms:
             self._resumed_ms = None
             return False

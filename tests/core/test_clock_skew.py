@@ -144,3 +144,24 @@ def test_a_renewal_stamped_below_the_register_still_restarts_the_lease() -> None
         assert b.evict(now + 500) == [] and b.visible(key) is not None
     assert b.entries[key].renewed.replica == a.replica_id  # the register kept a's stamp: it is the greater
     assert b.visible(key).info.host_name == "a"  # type: ignore[union-attr]  # and so did the record
+
+
+def test_a_clock_step_forward_holds_evictions_until_the_clients_had_their_turn() -> None:
+    """a's clock steps 90 s ahead: every lease it holds looks 90 s old. It evicts nothing until its instances
+    have had a renewal interval to renew (and it has heard from its peers), then only what stayed silent."""
+    config = replace(CONFIG, min_missing_instances=50.0)  # self-preservation out of the way: the hold alone
+    names = ("a", "b", "c")
+    a, b, c = (Replica(n, "1", config, tuple(p for p in names if p != n)) for n in names)
+    for i, key in enumerate(KEYS[:3]):
+        a.register(info(key.instance_id, host="a"), T0 + i)
+    assert a.evict(T0 + 500) == []
+    step = T0 + 90_000 + 600  # a's next pass finds its clock 90 s on: all three leases look expired
+    assert a.evict(step) == []
+    for peer in (b, c):  # both peers are heard from at once
+        reply = peer.receive(a.digest_for(peer.node_id), T0 + 700)
+        assert reply is not None
+        a.receive(reply, step + 10, peer=peer.node_id)
+    assert a.evict(step + 20) == []  # the clients' renewals are on their way
+    assert a.renew(KEYS[0], step + 300) and a.renew(KEYS[1], step + 900)
+    a.update_preservation(step + 500)  # passes go on as usual meanwhile
+    assert a.evict(step + CONFIG.renewal_interval_ms) == [KEYS[2]]  # the one that stayed silent goes

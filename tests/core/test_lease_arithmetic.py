@@ -9,6 +9,7 @@ from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey
 from apreg.core.lease import Lease, eviction_cap, expected_renewals
 from apreg.core.messages import Delta, Push, RenewalUpdate
+from apreg.core.preservation import EVALUATIONS_PER_WINDOW
 from apreg.core.replica import Action, Replica
 
 from .strategies import info, push
@@ -19,6 +20,13 @@ NO_SP = CoreConfig(self_preservation=False)
 
 def key(i: int) -> InstanceKey:
     return InstanceKey("SVC", f"i-{i}")
+
+
+def passes(replica: Replica, start_ms: int, end_ms: int) -> None:
+    """The regular passes of a running node over [start_ms, end_ms): one much later than the last would look
+    like a stop or a clock step, after which the node gives its clients a renewal interval (replica.py)."""
+    for now_ms in range(start_ms, end_ms, replica.config.renewal_window_ms // EVALUATIONS_PER_WINDOW):
+        replica.update_preservation(now_ms)
 
 
 @pytest.mark.parametrize(("size", "cap"), [(100, 15), (20, 3), (1, 1), (7, 2), (0, 0), (1000, 150)])
@@ -49,8 +57,11 @@ def test_hundred_instances_expect_200_renewals_with_threshold_170() -> None:
 def test_lease_expires_exactly_at_last_renewal_plus_duration() -> None:
     replica = Replica("a", "1", NO_SP)
     replica.register(info("i-0"), T0)
-    assert replica.evict(T0 + 90_000 - 1) == []
+    passes(replica, T0, T0 + 40_000)
     replica.renew(key(0), T0 + 40_000)
+    passes(replica, T0 + 40_000, T0 + 90_000)
+    assert replica.evict(T0 + 90_000) == []
+    passes(replica, T0 + 90_000, T0 + 130_000 - 1)
     assert replica.evict(T0 + 130_000 - 1) == []  # not T0 + 90 s: the renewal restarted the lease
     assert replica.evict(T0 + 130_000) == [key(0)]  # not 2 x 90 s after the renewal, as Eureka would
     assert replica.visible(key(0)) is None and not replica.renew(key(0), T0 + 130_001)  # 404: re-register
@@ -90,6 +101,7 @@ def test_evicted_instance_returns_when_it_renews_elsewhere() -> None:
     b.receive(Push(Delta(a.replica_id, 0, a.log.head, (), (renewal,))), T0 + 90_500)
     assert b.visible(key(0)) is not None
     assert b.evict(T0 + 90_600) == []  # its lease restarted at the renewal, 1.5 s ago on a's clock
+    passes(b, T0 + 90_600, T0 + 89_000 + 90_000 - 1)
     assert b.evict(T0 + 89_000 + 90_000 - 1) == [] and b.evict(T0 + 89_000 + 90_000) == [key(0)]
 
 
