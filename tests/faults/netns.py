@@ -3,15 +3,22 @@
 Each node runs in its own namespace (apf1..apf3, 10.77.0.1-3); the bridge lives in the root namespace with
 10.77.0.254, where the workload's clients and the checker run, so faults cut node-to-node traffic and leave
 clients free to renew wherever they can (what a partition of a registry looks like). Faults are iptables rules
-inside the node namespaces: DROP for partitions (both ways, or one way), the `statistic` match for packet loss.
+inside the node namespaces: DROP for partitions (both ways, or one way), the `statistic` match for packet loss,
+and NFQUEUE for delay and reordering: this kernel has no `sch_netem`, so a delayer (delayer.py) in each node's
+namespace takes the queued packets and lets each through after its own random delay.
 """
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 BRIDGE = "apfbr0"
 SUBNET = "10.77.0"
+QUEUE = 0  # the NFQUEUE number the delayers bind, in each namespace
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -37,6 +44,7 @@ class Host:
 class Network:
     def __init__(self, size: int) -> None:
         self.hosts = [Host(i) for i in range(1, size + 1)]
+        self.delayers: list[subprocess.Popen[str]] = []
 
     def create(self) -> None:
         self.destroy()
@@ -60,6 +68,12 @@ class Network:
     def heal(self) -> None:
         for host in self.hosts:
             host.iptables("-F", "INPUT")
+        if self.delayers:
+            time.sleep(0.25)  # what the delayers hold (at most 200 ms) goes through before they stop
+        for delayer in self.delayers:
+            delayer.kill()
+            delayer.wait()
+        self.delayers = []
 
     def partition(self, *groups: list[int]) -> None:
         """Nodes in different groups cannot reach each other (both ways)."""
@@ -79,3 +93,21 @@ class Network:
             host.iptables("-A", "INPUT", "-s", f"{SUBNET}.254", "-j", "ACCEPT")  # the clients
             host.iptables("-A", "INPUT", "-s", f"{SUBNET}.0/24", "-m", "statistic", "--mode", "random",
                           "--probability", str(probability), "-j", "DROP")
+
+    def delayed(self, loss: float, min_ms: int, max_ms: int) -> None:
+        """Like `lossy`, and every node-to-node packet that survives is held for a random min_ms-max_ms by a
+        delayer in the receiving namespace (so packets also overtake each other). `--queue-bypass` lets packets
+        through undelayed rather than dropped should a delayer die."""
+        for host in self.hosts:
+            delayer = subprocess.Popen(["ip", "netns", "exec", host.ns, sys.executable, "-m", "tests.faults.delayer",
+                                        "--queue", str(QUEUE), "--min-ms", str(min_ms), "--max-ms", str(max_ms)],
+                                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.delayers.append(delayer)
+            assert delayer.stdout is not None
+            ready = delayer.stdout.readline().strip()
+            if ready != "ready":
+                raise RuntimeError(f"NFQUEUE delayer in {host.ns} did not start: {ready or delayer.wait()}")
+        self.lossy(loss)
+        for host in self.hosts:
+            host.iptables("-A", "INPUT", "-s", f"{SUBNET}.0/24", "-j", "NFQUEUE", "--queue-num", str(QUEUE),
+                          "--queue-bypass")

@@ -7,7 +7,10 @@ checks what the history shows:
 - resurrected: cancelled instances that a node listed again after it had stopped listing them, or that any
   node still lists after the heal (a node cut off from the cancel may list it until then: that is staleness);
 - false evictions: every client renews all along (failing over to another node within about a second, well
-  inside its lease), so any eviction a node counts is a false one (I4); and `missing` counts a node's answers
+  inside its lease) until it cancels, so any eviction of an instance never cancelled is a false one (I4); the
+  evictions come from each node's change history (`/v1/watch?since=0`). An instance evicted after its client
+  cancelled it is not counted: a node that has not yet taken the cancel (say, one held back as stamped too far
+  ahead) rightly evicts the silent lease, and one evicted while still renewing shows in `missing`, which counts a node's answers
   lacking an instance whose last acknowledged renewal was recent (not in a node's first seconds after an empty
   restart), which also catches an instance dropped some other way;
 - divergence: whether every node gave the same instances (and statuses) after the heal, and how long it took;
@@ -16,6 +19,7 @@ checks what the history shows:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -29,6 +33,8 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import aiohttp
+
+from apreg.server.offset_clock import OFFSET_FILE_ENV, REREAD_S
 
 from .netns import Network
 
@@ -84,7 +90,16 @@ class Cluster:
         argv = ["ip", "netns", "exec", host.ns, sys.executable, "-m", "apreg", "serve", "--host", host.ip,
                 "--port", str(PORT), "--node-id", f"n{i}", "--peers", peers, *NODE_ARGS]
         log = open(self.workdir / f"n{i}.log", "ab")
-        self.procs[i] = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        self.skew(i, 0)
+        env = {**os.environ, OFFSET_FILE_ENV: str(self.offset_file(i))}
+        self.procs[i] = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True, env=env)
+
+    def offset_file(self, i: int) -> Path:
+        return self.workdir / f"n{i}.clock-offset-ms"
+
+    def skew(self, i: int, offset_s: float) -> None:
+        """Step node i's clock to `offset_s` seconds off the wall clock (it re-reads the file every second)."""
+        self.offset_file(i).write_text(f"{round(offset_s * 1000)}\n")
 
     def kill(self, i: int) -> None:
         proc = self.procs.pop(i)
@@ -182,20 +197,40 @@ class Run:
             healed = time.monotonic()
             converge_s = await self.converged(healed)
             await asyncio.sleep(1)
-            evictions = await self.evictions()
+            evicted = [iid for i in self.cluster.procs for iid in await self.evicted(i)]
         finally:
             self.running = False
             await asyncio.gather(*tasks, return_exceptions=True)
         verdict = self.check(phase, converge_s)
-        verdict.false_evictions = evictions
+        cancelled = {inst.iid for inst in self.instances if inst.cancelled_at is not None}
+        verdict.false_evictions = sum(iid not in cancelled for iid in evicted)
         return verdict
 
-    async def evictions(self) -> int:
-        total = 0
-        for i in self.cluster.procs:
-            async with self.session.get(self.cluster.url(i) + "/v1/status") as r:
-                total += (await r.json())["evictions"]
-        return total
+    async def until_corrected(self, node: int, corrected: bool, timeout: float = 3 * REREAD_S) -> None:
+        """Wait until the node's status says its clock is (or is no longer) corrected (README, Clock skew)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with self.session.get(self.cluster.url(node) + "/v1/status") as r:
+                if (await r.json())["clock"]["corrected"] is corrected:
+                    return
+            await asyncio.sleep(OBSERVE_S)
+        raise RuntimeError(f"node {node} never reported its clock as {'' if corrected else 'no longer '}corrected")
+
+    async def evicted(self, node: int) -> list[str]:
+        """The instances the node evicted, from its whole change history (if that no longer reaches back to the
+        start, the stream begins with `resync`, and every eviction the node counted is taken as false)."""
+        out: list[str] = []
+        async with self.session.get(self.cluster.url(node) + "/v1/watch?app=FAULTS&since=0") as r:
+            while True:
+                try:
+                    line = (await asyncio.wait_for(r.content.readline(), 0.5)).decode()
+                except asyncio.TimeoutError:
+                    return out  # the history is all sent: what would follow is live
+                if line.startswith("event: resync"):
+                    async with self.session.get(self.cluster.url(node) + "/v1/status") as status:
+                        return ["?"] * (await status.json())["evictions"]
+                if line.startswith("data: ") and (change := json.loads(line[6:]))["action"] == "evict":
+                    out.append(change["instance_id"])
 
     async def converged(self, since: float) -> float | None:
         deadline = since + SETTLE_S * 3
@@ -270,6 +305,24 @@ async def lossy(run: Run) -> None:
     await asyncio.sleep(LEASE_S * 3)
 
 
+async def delay(run: Run) -> None:
+    run.cluster.network.delayed(0.25, 50, 200)
+    await asyncio.sleep(LEASE_S * 3)
+
+
+async def skew(run: Run) -> None:
+    """Node 1's clock steps 90 s ahead (past the 60 s guard) and node 2's 30 s, then both step back. Node 1 must
+    say it is correcting, and stop saying so, or the nemesis did not take (and the phase fails loudly)."""
+    run.cluster.skew(1, 90)
+    run.cluster.skew(2, 30)
+    await run.until_corrected(1, True)
+    await asyncio.sleep(LEASE_S * 3)
+    run.cluster.skew(1, 0)
+    run.cluster.skew(2, 0)
+    await run.until_corrected(1, False)
+    await asyncio.sleep(LEASE_S)
+
+
 async def pause(run: Run) -> None:
     run.cluster.pause(3, True)
     await asyncio.sleep(LEASE_S + 2)  # longer than the lease, while clients renew elsewhere
@@ -285,8 +338,8 @@ async def kill_and_restart_empty(run: Run) -> None:
 
 
 PHASES: dict[str, Callable[[Run], Awaitable[None]]] = {
-    "partition": partition_2_1, "asymmetric": asymmetric, "loss": lossy, "pause": pause,
-    "kill-restart": kill_and_restart_empty}
+    "partition": partition_2_1, "asymmetric": asymmetric, "loss": lossy, "delay": delay, "pause": pause,
+    "kill-restart": kill_and_restart_empty, "skew": skew}
 
 
 async def run_phase(network: Network, workdir: Path, phase: str, instances: int, seed: int) -> Verdict:
