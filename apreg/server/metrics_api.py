@@ -54,7 +54,8 @@ class NodeCollector(Collector):
         yield counter("clock_skew_rejections", "Remote timestamps held back for being too far ahead of this "
                       "node's clock", replica.clock.skew_rejections)
         yield gauge("clock_offset_seconds", "Correction added to this node's wall clock for stamps: nonzero while "
-                    "it is off its peers' median by more than a quarter of the skew guard", replica.clock.offset_ms / 1000)
+                    "it is off its peers' median by more than a quarter of the skew guard",
+                    replica.clock.offset_ms / 1000)
         yield gauge("clock_held_back", "Replicated records and renewals held until their stamps are within the "
                     "skew guard", len(replica.held))
         peer_clocks = GaugeMetricFamily("apreg_peer_clock_offset_seconds", "Each peer's wall clock against ours, "

@@ -25,12 +25,12 @@ from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
 from . import collector
+from .clock_view import describe as describe_clock
 from .discovery import Resolver, peers_from_dns, system_resolver
 from .documents import DocumentCache
 from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
 from .instruments import Instruments
-from .clock_view import describe as describe_clock
 from .preservation_view import describe_transition
 from .settings import NodeSettings
 from .tls import client_context

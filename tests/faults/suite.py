@@ -10,9 +10,9 @@ checks what the history shows:
   inside its lease) until it cancels, so any eviction of an instance never cancelled is a false one (I4); the
   evictions come from each node's change history (`/v1/watch?since=0`). An instance evicted after its client
   cancelled it is not counted: a node that has not yet taken the cancel (say, one held back as stamped too far
-  ahead) rightly evicts the silent lease, and one evicted while still renewing shows in `missing`, which counts a node's answers
-  lacking an instance whose last acknowledged renewal was recent (not in a node's first seconds after an empty
-  restart), which also catches an instance dropped some other way;
+  ahead) rightly evicts the silent lease, and one evicted while still renewing shows in `missing`, which counts a
+  node's answers lacking an instance whose last acknowledged renewal was recent (not in a node's first seconds
+  after an empty restart), which also catches an instance dropped some other way;
 - divergence: whether every node gave the same instances (and statuses) after the heal, and how long it took;
 - visible: each registration's time from its acknowledgement to being listed by every node (observer polls).
 """
