@@ -16,11 +16,12 @@ from types import MappingProxyType
 from typing import Callable, Iterator, Mapping, NamedTuple
 
 from .changelog import ChangeLog, Page
-from .clock import ZERO, ClockSkewError, HybridClock, Timestamp
+from .clock import ZERO, HybridClock, Timestamp
 from .config import CoreConfig
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
+from .errors import ClockSkewError
 from .index import RegistryIndex
 from .ledger import LeaseLedger
 from .lease import Lease, eviction_cap, lease_ms

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from apreg.core.instance import InstanceInfo, Status
 from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, valid_lease_s
+from apreg.server.errors import CodecError
 
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
@@ -37,18 +38,6 @@ XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _XML_NAME_ESCAPE = re.compile(r"_(_|-|\.[0-9a-fA-F]{4})")
-
-
-class CodecError(ValueError):
-    """A client input that cannot be accepted.
-
-    `error` is a short slug for the JSON error body; `detail` is human text that names the offending field.
-    """
-
-    def __init__(self, error: str, detail: str) -> None:
-        super().__init__(f"{error}: {detail}")
-        self.error = error
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from apreg.core.messages import Message
+from apreg.server.errors import PeerUnavailable
 
 from . import auth, wire
 
@@ -18,10 +19,6 @@ MESSAGES_PATH = "/v1/peer/messages"
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)  # what a send to an unreachable peer raises
-
-
-class PeerUnavailable(Exception):
-    """The peer did not take the message (refused, timed out, or answered with an error)."""
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from apreg.peer import auth, wire
 from apreg.peer.stream import CLOSE_TIMEOUT_S, STREAM_PATH
 from apreg.peer.transport import MESSAGES_PATH
 
-from .errors import Handler, error_response, read_body
+from .errors import Handler, error_response, read_body, refusal
 from .node import Node
 from .tls import peer_certified
 
@@ -56,7 +56,7 @@ class PeerApi:
         if auth.SIGNATURE_HEADER not in request.headers or auth.TIMESTAMP_HEADER not in request.headers:
             unsigned = auth.AuthError("peer requests must be signed (--secret)")
             self.refused_auth(request.remote, f"request to {request.path}", unsigned)  # before reading the body
-            return error_response(401, "unauthorized", str(unsigned))
+            return refusal(unsigned)
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         now = auth.wall_ms()
         try:
@@ -66,7 +66,7 @@ class PeerApi:
                 raise auth.AuthError("peer request replayed: this signature was already used")
         except auth.AuthError as exc:
             self.refused_auth(request.remote, f"request to {request.path}", exc)
-            return error_response(401, "unauthorized", str(exc))
+            return refusal(exc)
         return await handler(request)
 
     async def message(self, request: web.Request) -> web.Response:
@@ -76,7 +76,7 @@ class PeerApi:
         except wire.WireError as exc:
             self.node.rejected.peer += 1
             log.warning("refused peer message from %s: %s", request.remote, exc)
-            return error_response(400, "bad_peer_message", str(exc))
+            return refusal(exc)
         self.node.received.posts += 1
         reply = self.node.receive(frame.message)
         if reply is None:
