@@ -10,7 +10,7 @@ Both kinds live in one `Entry` per key (see entry.py for why).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Callable, Iterator, Mapping, NamedTuple
@@ -24,9 +24,9 @@ from .entry import Entry, RecordView
 from .errors import ClockSkewError
 from .index import RegistryIndex
 from .ledger import LeaseLedger
-from .lease import Lease, eviction_cap, lease_ms
+from .lease import Lease, LeaseView, eviction_cap, lease_ms
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
-from .preservation import EVALUATIONS_PER_WINDOW, SelfPreservation
+from .preservation import EVALUATIONS_PER_WINDOW, PreservationView, SelfPreservation
 from .sweep import EVICTIONS_PER_ENTRY, SWEEP_SLICE, Sweep, SweepOutcome
 from .record import Record, merge
 from .version import VersionVector, advance
@@ -78,6 +78,20 @@ class Counters:
     renewals_local: int = 0
     renewals_replicated: int = 0
     purged: int = 0  # tombstones and long-evicted records garbage-collected
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """What the shell shows of a replica (status document, metrics), read-only: a snapshot, not live state."""
+
+    replica_id: str
+    synced: bool  # the initial pull from a peer is done (or there are no peers)
+    instances: int  # visible ones
+    log_head: int  # sequence of the latest change in this replica's log
+    counters: Counters  # a copy
+    clock_skew_rejections: int
+    peer_replicas: Mapping[str, str]  # peer name -> its replica id ("" until it answers)
+    preservation: PreservationView
 
 
 @dataclass(slots=True)
@@ -159,6 +173,19 @@ class Replica:
             record = entry.record
             if record is not None and record.info is not None and not entry.evicted:
                 yield record.info, entry
+
+    def status(self) -> ReplicaStatus:
+        return ReplicaStatus(self.replica_id, self.synced, self.index.count, self.log.head, replace(self.counters),
+                             self.clock.skew_rejections,
+                             MappingProxyType({name: state.replica for name, state in self.peers.items()}),
+                             self.preservation.view())
+
+    def lease_view(self, info: InstanceInfo) -> LeaseView:
+        """The lease of `info`'s instance as this node sees it; its times are 0 once the key is forgotten (a
+        purged tombstone's last copy may still be shown, in a delta or a watch stream)."""
+        entry = self.entries.get(info.key)
+        return LeaseView(self.renewal_interval_ms(info), self.lease_duration_ms(info),
+                         entry.first_seen_ms if entry is not None else 0, entry.anchor_ms if entry is not None else 0)
 
     def renewal_interval_ms(self, info: InstanceInfo) -> int:
         seconds = info.renewal_interval_s

@@ -11,13 +11,13 @@ from typing import Callable, Generator
 
 from aiohttp import web
 
-from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey, Status
 from apreg.eureka import codec, render
+from apreg.eureka.codec import InstanceView
 from apreg.eureka.gzip_join import Piece, gzip_member, inflate
 from apreg.eureka.replication import Action
 
-from .documents import Built, SmallDocument, SmallDocuments, entry_view
+from .documents import Built, SmallDocument, SmallDocuments, entry_view, instance_view
 from .errors import error_response, read_body
 from .node import Node, run_steps
 
@@ -149,17 +149,17 @@ class EurekaApi:
         return await _reply(request, await _inflate(piece))
 
     async def get_instance(self, request: web.Request) -> web.Response:
-        key = _key(request)
-        if self.replica.visible(key) is None:
+        record = self.replica.visible(_key(request))
+        if record is None or record.info is None:
             return _not_found(request)
-        return self._instance(request, self.replica.entries[key])
+        return self._instance(request, instance_view(self.replica, record.info))
 
     async def get_instance_by_id(self, request: web.Request) -> web.Response:
         entry = self.replica.index.by_instance_id(request.match_info["id"])
-        return _not_found(request) if entry is None else self._instance(request, entry)
+        return _not_found(request) if entry is None else self._instance(request, entry_view(self.replica, entry))
 
-    def _instance(self, request: web.Request, entry: Entry) -> web.Response:
-        body = render.render_instance(entry_view(self.replica, entry), _format(request))
+    def _instance(self, request: web.Request, view: InstanceView) -> web.Response:
+        body = render.render_instance(view, _format(request))
         response = web.Response(body=body, content_type=_content_type(request), headers=VARY)
         response.enable_compression()  # gzip or deflate, only when the client's Accept-Encoding asks for it
         return response

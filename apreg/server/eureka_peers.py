@@ -33,7 +33,7 @@ from apreg.eureka import codec, render
 from apreg.eureka.replication import BATCH_PATH, REPLICATION_HEADER, Action, Answer, Item, item_dict, parse_answers, \
     render_batch
 
-from .documents import entry_view
+from .documents import instance_view
 from .settings import NodeSettings
 
 log = logging.getLogger("apreg.eureka_peers")
@@ -65,7 +65,7 @@ def apply_item(replica: Replica, item: Item, now_ms: int) -> Answer:
             return Answer(200)
         if item.last_dirty_ms > ours:
             return Answer(404)  # the sender's copy is newer: it registers it with us
-        return Answer(409, render.instance_dict(entry_view(replica, replica.entries[key])))  # ours is newer
+        return Answer(409, render.instance_dict(instance_view(replica, current.info)))  # ours is newer
     if item.action is Action.CANCEL:
         return Answer(200 if replica.cancel(key, now_ms) else 404)
     if item.action is Action.STATUS_UPDATE:
@@ -173,13 +173,12 @@ class EurekaReplicator:
 
     def _item(self, action: Action, key: InstanceKey) -> dict[str, Any] | None:
         """The item as of now (the latest status and dirty time); None when there is nothing left to say."""
-        entry = self.replica.entries.get(key)
-        record = entry.record if entry is not None else None
-        if record is None or record.info is None or entry is None or entry.evicted:
+        record = self.replica.visible(key)
+        if record is None or record.info is None:
             if action is Action.CANCEL:
                 return {"appName": key.app, "id": key.instance_id, "action": Action.CANCEL.value}
             return None
-        instance = render.instance_dict(entry_view(self.replica, entry)) if action is Action.REGISTER else None
+        instance = render.instance_dict(instance_view(self.replica, record.info)) if action is Action.REGISTER else None
         return item_dict(action, record.info, instance)
 
     async def _send(self, peer: EurekaPeer, session: aiohttp.ClientSession,

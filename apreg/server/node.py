@@ -422,4 +422,4 @@ class Node:
             log.info("evicted %d expired instance(s): %s", len(outcome.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in outcome.evicted[:10]))
         for transition in self.replica.preservation.take_transitions():
-            log.warning("%s", describe_transition(transition, self.replica.preservation))
+            log.warning("%s", describe_transition(transition, self.replica.preservation.view()))

@@ -75,6 +75,29 @@ def test_tombstones_are_kept_for_the_ttl_then_collected() -> None:
     assert r.collect_garbage(T0 + 10_001) == 1 and K not in r.records and K not in r.entries
 
 
+def test_lease_view_shows_this_nodes_times_and_zero_once_the_key_is_forgotten() -> None:
+    config = CoreConfig(tombstone_ttl_ms=10_000)
+    r = Replica("a", "1", config)
+    registered = info().replace(renewal_interval_s=5.0)
+    r.register(registered, T0)
+    r.renew(K, T0 + 400)
+    assert r.lease_view(registered) == (5_000, config.lease_duration_ms, T0, T0 + 400)
+    r.cancel(K, T0 + 500)
+    r.collect_garbage(T0 + 10_501)
+    assert r.lease_view(registered) == (5_000, config.lease_duration_ms, 0, 0)
+
+
+def test_status_is_a_snapshot_the_shell_cannot_change_the_replica_through() -> None:
+    r = Replica("a", "1", peer_names=("b",))
+    r.register(info(), T0)
+    status = r.status()
+    assert (status.replica_id, status.synced, status.instances, status.log_head) == ("a~1", False, 1, 1)
+    assert dict(status.peer_replicas) == {"b": ""} and not status.preservation.active
+    status.counters.conflicts += 5
+    r.register(info("i-2"), T0 + 1)
+    assert (status.instances, r.status().instances, r.status().counters.conflicts) == (1, 2, 0)
+
+
 def test_old_incarnations_of_a_peer_are_forgotten_after_the_ttl() -> None:
     """A restarted node is a new replica id; the old one's watermark must not ride in every digest forever."""
     config = CoreConfig(tombstone_ttl_ms=10_000)

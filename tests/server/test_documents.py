@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
-from apreg.core.lease import Lease
 from apreg.core.messages import Delta, Push
 from apreg.core.replica import Replica
 from apreg.eureka import render
@@ -59,13 +58,12 @@ def _canonical(doc: bytes, fmt: str) -> Any:
 def _fresh_delta(replica: Replica, feed: ChangeFeed, fmt: str) -> bytes:
     """The delta by a scan of the window: the latest event per key, as Eureka's delta lists them."""
     latest = {event.key: event for event in feed.recent}
-    views = [instance_view(replica, event.info, replica.entries.get(event.key) or Lease(),
-                           DELTA_ACTIONS[event.action]) for event in latest.values()]
+    views = [instance_view(replica, event.info, DELTA_ACTIONS[event.action]) for event in latest.values()]
     return render.render_applications(views, feed.delta_version, render.hashcode(replica.index.status_counts), fmt)
 
 
 def _fresh(replica: Replica, fmt: str, app: str | None = None) -> bytes:
-    views = [instance_view(replica, info, lease) for info, lease in replica.instances()
+    views = [instance_view(replica, info) for info, _ in replica.instances()
              if app is None or info.app == app]
     if app is not None:
         return render.render_application(app, views, fmt)
