@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping, NamedTuple
+from typing import Callable, Iterator, Mapping
 
 from .changelog import ChangeLog, Page
 from .clock import ZERO, HybridClock, Timestamp
 from .config import CoreConfig
+from .effects import Action, Change, Effects, Outgoing
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
@@ -35,39 +35,15 @@ from .version import VersionVector, advance
 MAX_UNCREDITED = 64  # deltas per sender waiting to be credited to its watermark
 
 
-class Action(str, Enum):
-    """What a change did to the visible registry, as the change feed and Eureka's delta report it."""
-
-    REGISTER = "register"
-    MODIFY = "modify"
-    STATUS = "status"
-    CANCEL = "cancel"
-    EVICT = "evict"
-
-
-class Change(NamedTuple):
-    """A change applied to this replica (local or replicated), for observers such as the watch feed.
-
-    A NamedTuple rather than a frozen dataclass: one is made for every applied change, and a tuple is built in C."""
-
-    key: InstanceKey
-    action: Action
-    record: Record
-    at_ms: int
-    info: InstanceInfo  # the instance as last visible (for a cancel: the copy the tombstone replaced)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    peer: str  # the peer's name as the shell knows it (a base URL, or a simulated node name)
-    message: Message
-
-
 @dataclass(slots=True)
 class PeerState:
     replica: str = ""  # the peer's replica id, learned from its messages ("" until it answers)
     pushed: int = 0  # our log sequence up to which we have pushed to it
     asked_ahead: int = 0  # the page start of a digest the shell sent before applying the page that ends there
+    in_flight: Push | None = None  # the eager push the driver is sending it: one at a time per peer
+    in_flight_base: int = 0  # `pushed` before that push, restored if it fails
+    again: bool = False  # a push came due while one was in flight (or on this tick): send the rest next
+    held_until_ms: int = 0  # after a failed push, no eager push before this (the link backs off)
 
 
 @dataclass(slots=True)
@@ -100,7 +76,6 @@ class Replica:
     incarnation: str  # distinct per process start, so a restarted node never reuses its old counters
     config: CoreConfig = field(default_factory=CoreConfig)
     peer_names: tuple[str, ...] = ()
-    fanout: int = 0  # peers per eager push; 0 means all
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     entries: dict[InstanceKey, Entry] = field(default_factory=dict)  # every key this replica knows
     index: RegistryIndex = field(default_factory=RegistryIndex)  # the visible ones, by app, VIP and id
@@ -125,7 +100,14 @@ class Replica:
     _sweep: Sweep | None = None
     _eviction_requested: bool = False
     _next_peer: int = 0
-    _flushed_head: int = 0
+    _flushed_head: int = 0  # the log head when pushes were last decided
+    _started: bool = False  # the first tick started the timers (and the initial pull)
+    _push_due_ms: int | None = None  # when the next eager push is due (None: nothing waits for one)
+    _anti_entropy_ms: int = 0  # when the latest anti-entropy round was asked for
+    _eviction_ms: int = 0  # when the latest eviction pass was requested
+    _passing: bool = False  # a pass (sweep.py) is under way: tick continues it at once
+    _collect: bool = False  # collect garbage when the current eviction pass ends
+    _evicted: list[InstanceKey] = field(default_factory=list)  # for the next effects
     _preservation_due: int = 0
     _last_pass_ms: int = 0  # when the shell last asked for a pass
     _resumed_ms: int | None = None  # when a pass found the node had been stopped (see _evictions_held)
@@ -143,14 +125,16 @@ class Replica:
         self.synced = not self.peer_names
 
     def set_peers(self, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
-        """Peers added or removed at runtime (DNS, a reloaded config); returns (added, removed). A new peer
-        starts with nothing pushed to it: its first push finds it too far behind and leaves it to a pull."""
+        """Peers added or removed at runtime (DNS, a reloaded config); returns (added, removed). A new peer is
+        pulled from at once (its digest is in the next effects); it starts with nothing pushed to it, so its
+        first push finds it too far behind and leaves the rest to that pull."""
         added = [name for name in names if name not in self.peers]
         removed = [name for name in self.peers if name not in names]
         for name in removed:
             del self.peers[name]
         for name in added:
             self.peers[name] = PeerState()
+            self.outbox.append(Outgoing(name, self.digest_for(name)))
         self.peer_names = tuple(self.peers)
         return added, removed
 
@@ -201,14 +185,17 @@ class Replica:
         """A (re-)registration: a versioned write that also starts the lease."""
         key = info.key
         current = self.visible(key)
-        return self._write(key, resolve_register(info, current.info if current else None, now_ms), now_ms,
-                           renew=True)
+        record = self._write(key, resolve_register(info, current.info if current else None, now_ms), now_ms,
+                             renew=True)
+        self._push_soon(now_ms, urgent=True)
+        return record
 
     def cancel(self, key: InstanceKey, now_ms: int) -> bool:
         """Replace the instance by a tombstone; False if it is not visible here."""
         if self.visible(key) is None:
             return False
         self._write(key, None, now_ms)
+        self._push_soon(now_ms, urgent=True)
         return True
 
     def set_status(self, key: InstanceKey, status: Status, now_ms: int) -> bool:
@@ -234,6 +221,7 @@ class Replica:
         self._renewed(entry, self.clock.tick(now_ms), now_ms)
         self.leases.renewed(key, now_ms, now_ms)
         self.log.note(entry, record=False, renewal=True)
+        self._push_soon(now_ms, urgent=False)
         return True
 
     def _modify(self, key: InstanceKey, now_ms: int, change: Callable[[InstanceInfo], InstanceInfo]) -> bool:
@@ -241,6 +229,7 @@ class Replica:
         if record is None or record.info is None:
             return False
         self._write(key, change(record.info), now_ms)
+        self._push_soon(now_ms, urgent=True)
         return True
 
     def _write(self, key: InstanceKey, info: InstanceInfo | None, now_ms: int, renew: bool = False) -> Record:
@@ -413,16 +402,23 @@ class Replica:
         """Apply a peer's message; returns the reply for request/response messages (a Digest).
 
         `peer` names the peer a DigestReply came from (the answer to our own Digest), so follow-ups go to it.
+        What the message changed is pushed on to the other peers (renewals alone after the renewal window).
         """
         if isinstance(message, Push):
+            head = self.log.head
             self._apply_delta(message.delta, now_ms)
+            if self.log.head != head:
+                self._push_soon(now_ms, urgent=bool(message.delta.records))
             return None
         if isinstance(message, Digest):
             since = message.since if message.expect == self.replica_id else 0
             page = self.log.since(since, self.config.max_page_items)
             delta = self._delta(page, since, message.sender, now_ms, holds=dict(message.holds))
             return DigestReply(delta, page.more, self.watermarks.get(message.sender, 0))
+        head = self.log.head
         self._apply_digest_reply(message, now_ms, peer)
+        if self.log.head != head:
+            self._push_soon(now_ms, urgent=True)
         return None
 
     def _apply_digest_reply(self, reply: DigestReply, now_ms: int, peer: str | None) -> None:
@@ -488,26 +484,45 @@ class Replica:
         window = self.config.direct_window_ms
         return tuple(sorted(r for r, at in self._heard_ms.items() if now_ms - at < window))
 
-    def flush(self, now_ms: int) -> list[Outgoing]:
-        """Eager push of everything changed since the last flush (the shell calls this after a few ms)."""
-        out = []
-        for name in self.push_targets():
-            push = self.push_for(name, now_ms)
-            if push is not None:
-                out.append(Outgoing(name, push))
-        return out
+    # ----- eager pushes: one in flight per peer, what comes meanwhile coalesced --------------------------------
 
-    def push_targets(self) -> list[str]:
-        """The peers to push to now: all of them, or `fanout` chosen at random; none if nothing changed."""
-        if self.log.head == self._flushed_head:
-            return []
-        self._flushed_head = self.log.head
-        names = list(self.peers)
-        return self.rng.sample(names, self.fanout) if 0 < self.fanout < len(names) else names
+    def _push_soon(self, now_ms: int, urgent: bool) -> None:
+        """Something was logged: push it after the push window (renewals alone: the renewal window), unless an
+        earlier push is already due, which takes it along."""
+        if not self.peers:
+            return
+        config = self.config
+        due = now_ms + (config.push_window_ms if urgent else max(config.push_window_ms,
+                                                                  config.renewal_push_window_ms))
+        if self._push_due_ms is None or due < self._push_due_ms:
+            self._push_due_ms = due
 
-    def push_for(self, peer: str, now_ms: int) -> Push | None:
-        """A push of what `peer` has not been sent yet, or None if there is nothing to send."""
-        state = self.peers[peer]
+    def _push(self, now_ms: int) -> None:
+        """When a push is due: mark the targets (all peers, or `fanout` at random), then start a push to every
+        marked peer with none in flight; a peer with one in flight gets the rest when it is done."""
+        if self._push_due_ms is not None and now_ms >= self._push_due_ms:
+            self._push_due_ms = None
+            if self.log.head != self._flushed_head:
+                self._flushed_head = self.log.head
+                names = list(self.peers)
+                fanout = self.config.fanout
+                for name in self.rng.sample(names, fanout) if 0 < fanout < len(names) else names:
+                    self.peers[name].again = True
+        for name, state in self.peers.items():
+            if state.again and state.in_flight is None:
+                state.again = False
+                if now_ms >= state.held_until_ms:  # backing off: anti-entropy repairs it once it answers
+                    self._start_push(name, state, now_ms)
+
+    def _start_push(self, name: str, state: PeerState, now_ms: int) -> None:
+        base = state.pushed
+        push = self._push_for(state, now_ms)
+        if push is not None:
+            state.in_flight, state.in_flight_base = push, base
+            self.outbox.append(Outgoing(name, push))
+
+    def _push_for(self, state: PeerState, now_ms: int) -> Push | None:
+        """A push of what the peer has not been sent yet, or None if there is nothing to send."""
         page = self.log.since(state.pushed, self.config.max_batch_items)
         if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
             state.pushed = self.log.head
@@ -522,22 +537,76 @@ class Replica:
         state.pushed = page.upto
         return Push(delta)
 
-    def anti_entropy(self) -> Outgoing | None:
+    def push_done(self, peer: str, push: Push) -> None:
+        """The driver delivered `push` (an eager push from our effects) to `peer`: the next tick starts what
+        came due meanwhile."""
+        state = self.peers.get(peer)
+        if state is not None and state.in_flight is push:
+            state.in_flight = None
+
+    def push_failed(self, peer: str, push: Push, now_ms: int, retry_after_ms: int) -> None:
+        """`peer` did not take `push` (unreachable, refused, or the link is backing off, so it was not even
+        sent): the next push to it starts where this one did, and none is started for `retry_after_ms`. What
+        comes due meanwhile waits for the next write after that, or for anti-entropy."""
+        state = self.peers.get(peer)
+        if state is not None and state.in_flight is push:
+            state.in_flight, state.pushed, state.again = None, state.in_flight_base, False
+            state.held_until_ms = now_ms + retry_after_ms
+
+    # ----- the driver's loop: tick, then take the effects ---------------------------------------------------
+
+    def tick(self, now_ms: int) -> int:
+        """Run whatever is due at `now_ms`: the initial pull (on the first tick), an anti-entropy digest, an
+        eviction pass and garbage collection, the periodic self-preservation check, eager pushes. Returns when
+        to tick next at the latest: `now_ms` itself while a pass is unfinished (tick again after letting other
+        work run). Any input (a write, a message, a push report) may bring that forward: tick after it."""
+        config = self.config
+        if not self._started:
+            self._started, self._anti_entropy_ms, self._eviction_ms = True, now_ms, now_ms
+            self._preservation_due = now_ms + self._evaluation_interval_ms()
+            if not self.synced:  # a node that starts empty pulls from every peer at once
+                self.outbox.extend(Outgoing(name, self.digest_for(name)) for name in self.peers)
+        if now_ms >= self._anti_entropy_ms + config.anti_entropy_interval_ms:
+            self._anti_entropy_ms = now_ms
+            self._anti_entropy()
+        if now_ms >= self._eviction_ms + config.eviction_interval_ms:
+            self._eviction_ms, self._collect = now_ms, True
+            self.request_eviction()
+        if self._passing or self._eviction_requested or now_ms >= self._preservation_due:
+            outcome = self.sweep(now_ms)
+            self._passing = outcome is None
+            if outcome is not None:
+                self._evicted.extend(outcome.evicted)
+                if self._collect:
+                    self._collect = False
+                    self.collect_garbage(now_ms)
+        self._push(now_ms)
+        if self._passing:
+            return now_ms
+        due = [self._anti_entropy_ms + config.anti_entropy_interval_ms, self._eviction_ms + config.eviction_interval_ms,
+               self._preservation_due]
+        if self._push_due_ms is not None:
+            due.append(self._push_due_ms)
+        return max(now_ms, min(due))
+
+    def take_effects(self) -> Effects:
+        """Everything decided since the last call, to act on in the order `Effects` documents."""
+        effects = Effects(tuple(self.outbox), tuple(self.changes), tuple(self._evicted),
+                          tuple(self.preservation.take_transitions()))
+        self.outbox, self.changes, self._evicted = [], [], []
+        return effects
+
+    def _anti_entropy(self) -> None:
         """A digest for the next peer in turn: a constant-size request when the two are in sync."""
         if not self.peers:
-            return None
+            return
         names = list(self.peers)
         name = names[self._next_peer % len(names)]
         self._next_peer += 1
-        return Outgoing(name, self.digest_for(name))
+        self.outbox.append(Outgoing(name, self.digest_for(name)))
 
-    def take_outbox(self) -> list[Outgoing]:
-        out, self.outbox = self.outbox, []
-        return out
-
-    def take_changes(self) -> list[Change]:
-        out, self.changes = self.changes, []
-        return out
+    def _evaluation_interval_ms(self) -> int:
+        return max(1, self.config.renewal_window_ms // EVALUATIONS_PER_WINDOW)
 
     # ----- time: leases, eviction, self-preservation, garbage collection ------------------------------------
 
@@ -565,8 +634,7 @@ class Replica:
         self._eviction_requested = True
 
     def _decide(self, sweep: Sweep, now_ms: int) -> None:
-        window = self.config.renewal_window_ms
-        self._preservation_due = now_ms + max(1, window // EVALUATIONS_PER_WINDOW)
+        self._preservation_due = now_ms + self._evaluation_interval_ms()
         observed, expected = self.leases.sums()
         leases = self.leases
         sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(leases.terms),
@@ -587,7 +655,7 @@ class Replica:
     def _note_gap(self, now_ms: int) -> None:
         """Passes come every window/EVALUATIONS_PER_WINDOW; three missed means the process was stopped (SIGSTOP,
         a frozen VM, a long stall), and the renewals it missed are still on their way to it."""
-        gap = 3 * max(1, self.config.renewal_window_ms // EVALUATIONS_PER_WINDOW)
+        gap = 3 * self._evaluation_interval_ms()
         if self._last_pass_ms and now_ms - self._last_pass_ms > gap:
             self._resumed_ms = now_ms
         self._last_pass_ms = max(self._last_pass_ms, now_ms)

@@ -127,11 +127,11 @@ class EurekaReplicator:
     """Sends this node's client operations to its Java peers (see the module docstring)."""
 
     def __init__(self, urls: tuple[str, ...], replica: Replica, now_ms: Callable[[], int],
-                 committed: Callable[[], None], timeout_s: float) -> None:
+                 write: Callable[[Callable[[Replica, int], object]], object], timeout_s: float) -> None:
         self.peers = [EurekaPeer(url if url.endswith("/") else url + "/") for url in urls]
         self.replica = replica
         self.now_ms = now_ms
-        self.committed = committed  # publishes what an adopted copy changed
+        self.write = write  # the node's one way to change the replica (it publishes what changed)
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     def forward(self, action: Action, key: InstanceKey) -> None:
@@ -225,5 +225,4 @@ class EurekaReplicator:
             peer.last_error = f"409 for {key.app}/{key.instance_id} with an unusable instance: {exc.detail}"
             return
         if info.key == key:
-            self.replica.register(info, self.now_ms())
-            self.committed()
+            self.write(lambda replica, now: replica.register(info, now))

@@ -36,6 +36,5 @@ class EurekaPeerApi:
                 log.info("refused a replication item from %s: %s", request.remote, item)
                 answers.append(replication.Answer(item.http_status))
             else:
-                answers.append(apply_item(node.replica, item, now))
-        node.committed()
+                answers.append(node.write(lambda replica, now: apply_item(replica, item, now), now))
         return web.Response(body=replication.render_answers(answers), content_type="application/json")

@@ -88,7 +88,7 @@ def pull(b: Replica, a: Replica, now: int) -> list[DigestReply]:
         assert isinstance(reply, DigestReply)
         replies.append(reply)
         b.receive(reply, now, peer="a")
-        b.take_outbox()
+        b.take_effects().messages
         if not reply.more:
             return replies
 
@@ -137,7 +137,7 @@ def test_requester_pushes_what_the_responder_lacks() -> None:
     b.register(info("i-b"), T0)
     reply = a.receive(b.digest_for("a"), T0)
     b.receive(reply, T0, peer="a")
-    [out] = b.take_outbox()
+    [out] = b.take_effects().messages
     assert out.peer == "a"
     a.receive(out.message, T0)
     assert set(a.records) == set(b.records) == {InstanceKey("SVC", "i-a"), InstanceKey("SVC", "i-b")}
@@ -170,7 +170,7 @@ def test_a_pull_that_asks_ahead_gets_every_page_once() -> None:
         pages.append(reply)
         ahead = a.receive(b.digest_for("a", ahead_of=reply), T0 + 2) if reply.more else None
         b.receive(reply, T0 + 2, peer="a")
-        assert not [o for o in b.take_outbox() if isinstance(o.message, Digest)]
+        assert not [o for o in b.take_effects().messages if isinstance(o.message, Digest)]
         reply = ahead
     assert [p.more for p in pages] == [True] * (len(pages) - 1) + [False] and len(pages) >= 5 and b.synced
     assert {k: r.stamp for k, r in b.records.items()} == {k: r.stamp for k, r in a.records.items()}
