@@ -5,6 +5,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import aiohttp
 
@@ -36,9 +37,10 @@ class PeerLink:
     auth_refused: bool = False  # its last answer was 401: it does not accept our signature (a secret mismatch)
     wire_version: int = wire.OLDEST  # what we send it: its last answer's best common version (wire.negotiate)
     rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic  # seconds; injected by tests of back-off
 
     def ready(self) -> bool:
-        return time.monotonic() >= self.retry_at
+        return self.clock() >= self.retry_at
 
     def succeeded(self) -> None:
         if not self.reachable:
@@ -56,7 +58,7 @@ class PeerLink:
         self.failures += 1
         self.reachable, self.last_error, self.auth_refused = False, error, auth_refused
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16))
-        self.retry_at = time.monotonic() + self.rng.uniform(0, delay)  # full jitter
+        self.retry_at = self.clock() + self.rng.uniform(0, delay)  # full jitter
 
     def delivered(self) -> None:
         self.succeeded()

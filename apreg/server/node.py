@@ -24,8 +24,8 @@ from apreg.core.replica import Replica
 from apreg.eureka.replication import Action
 from apreg.logs import NODE
 from apreg.peer.auth import wall_ms
-from apreg.peer.stream import PeerStream
-from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
+from apreg.peer.channels import Channel, HttpTransport, Transport
+from apreg.peer.transport import PeerLink, PeerUnavailable
 
 from . import collector
 from .discovery import Resolver, peers_from_dns, system_resolver
@@ -89,17 +89,20 @@ async def run_steps(steps: Generator[None, None, T]) -> T:
 
 
 class Node:
+    """`clock` gives the core's time (wall ms), `monotonic` the links' back-off time (s); tests inject both."""
+
     def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms,
-                 resolver: Resolver = system_resolver) -> None:
+                 resolver: Resolver = system_resolver, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.now_ms = clock
+        self.monotonic = monotonic
         self.resolver = resolver
         incarnation = f"{time.time_ns():x}{os.urandom(2).hex()}"
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers)
         self.feed = ChangeFeed()
         self.documents = DocumentCache(self.replica, self.feed, refresh_ms=self.replica.config.renewal_interval_ms,
                                        max_age_ms=round(settings.read_cache_max_age * 1000))
-        self.links = {url: PeerLink(url) for url in settings.peers}
+        self.links = {url: PeerLink(url, clock=monotonic) for url in settings.peers}
         self.started = time.monotonic()
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
@@ -108,8 +111,8 @@ class Node:
         self._wake = asyncio.Event()  # an input arrived: tick now rather than at the deadline
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
-        self._transport: PeerTransport | None = None
-        self._streams: dict[str, PeerStream] = {}
+        self._transport: Transport | None = None
+        self._channels: dict[str, Channel] = {}
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
         self._activity: dict[ChangeKind, int] = {}  # changes applied since the last activity line, by action
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
@@ -118,7 +121,7 @@ class Node:
                                              settings.peer_timeout) if settings.eureka_peers else None
 
     @property
-    def transport(self) -> PeerTransport | None:
+    def transport(self) -> Transport | None:
         return self._transport
 
     @property
@@ -143,14 +146,21 @@ class Node:
 
     # ----- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def open(self, transport: Transport | None = None) -> None:
+        """Reach the peers through `transport` (default: HTTP with this node's secret, TLS and timeouts). Only
+        `start` also runs the driver and the timers; tests open a node and drive it with `step`."""
         s = self.settings
-        NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
                                                                              ssl=client_context(s)))
-        self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
-                                        aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
-        self._streams = {url: PeerStream(link, self._transport) for url, link in self.links.items()}
+        self._transport = transport or HttpTransport.over(
+            self._session, s.secret.encode() if s.secret else None,
+            aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
+        self._channels = {url: self._transport.channel(link) for url, link in self.links.items()}
+
+    async def start(self, transport: Transport | None = None) -> None:
+        s = self.settings
+        NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
+        self.open(transport)
         loops = [self._drive(),
                  self._every(s.renewal_interval / 4, self._refresh_documents),
                  self._every(collector.SETTLE_INTERVAL_S, collector.settle),
@@ -168,7 +178,7 @@ class Node:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(stream.close() for stream in self._streams.values()), return_exceptions=True)
+        await asyncio.gather(*(channel.close() for channel in self._channels.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -190,8 +200,7 @@ class Node:
             self._wake.clear()
             now = self.now_ms()
             try:
-                due = self.replica.tick(now)
-                self._act(self.replica.take_effects())
+                due = self.step(now)
             except Exception:  # a bug in one tick must not stop the node
                 log.exception("tick failed")
                 due = now + round(TICK_FAILED_RETRY_S * 1000)
@@ -202,6 +211,13 @@ class Node:
                 await asyncio.wait_for(self._wake.wait(), (due - now) / 1000)
             except TimeoutError:
                 pass
+
+    def step(self, now_ms: int | None = None) -> int:
+        """One turn of the driver: tick at `now_ms` (default: now) and act on the effects; returns the tick's
+        deadline."""
+        due = self.replica.tick(self.now_ms() if now_ms is None else now_ms)
+        self._act(self.replica.take_effects())
+        return due
 
     def write(self, change: Callable[[Replica, int], T], now_ms: int | None = None) -> T:
         """Change the replica (a client's write, a peer's message, a pulled page) at `now_ms` (default: now):
@@ -245,17 +261,17 @@ class Node:
                 self._background(self._push(out.peer, message))
 
     async def _push(self, url: str, push: Push) -> None:
-        stream, start = self._streams.get(url), time.perf_counter()
-        if stream is None:  # removed since
+        channel, start = self._channels.get(url), time.perf_counter()
+        if channel is None:  # removed since
             return
         try:
-            await stream.send(push)
+            await channel.push(push)
         except PeerUnavailable:
-            self.replica.push_failed(url, push, self.now_ms(), _backing_off_ms(stream.link))
+            self.replica.push_failed(url, push, self.now_ms(), _backing_off_ms(channel.link))
         else:
             self.replica.push_done(url, push)
-            channel = "stream" if stream.link.streaming else "post"
-            self.metrics.push_duration.labels(channel).observe(time.perf_counter() - start)
+            way = "stream" if channel.link.streaming else "post"
+            self.metrics.push_duration.labels(way).observe(time.perf_counter() - start)
         self._wake.set()  # what came due meanwhile goes next
 
     # ----- what operators see ---------------------------------------------------------------------------------
@@ -287,11 +303,11 @@ class Node:
         assert self._transport is not None, "only a started node changes peers"
         for url in urls:
             if url not in self.links:
-                link = self.links[url] = PeerLink(url)
-                self._streams[url] = PeerStream(link, self._transport)
+                link = self.links[url] = PeerLink(url, clock=self.monotonic)
+                self._channels[url] = self._transport.channel(link)
         added, removed = self.write(lambda replica, _: replica.set_peers(urls))  # the new ones are pulled from
         for url in removed:
-            self._background(self._streams.pop(url).close())
+            self._background(self._channels.pop(url).close())
             del self.links[url]
         if added or removed:
             log.info("node %s: peers now %s (added %s, removed %s)", self.settings.name, ", ".join(urls) or "none",
@@ -376,13 +392,12 @@ class Node:
         log.warning("peer %s is this node itself (it answered with our replica id): ignoring it", url)
 
     async def _ask(self, url: str, digest: Digest) -> Message | None:
-        assert self._transport is not None
-        link = self.links.get(url)
-        if link is None:
+        channel = self._channels.get(url)
+        if channel is None:
             return None  # removed while a pull was running
         start = time.perf_counter()
         try:
-            reply = await self._transport.send(link, digest)
+            reply = await channel.ask(digest)
         except PeerUnavailable:
             return None
         self.metrics.digest_round_trip.observe(time.perf_counter() - start)
@@ -395,4 +410,4 @@ class Node:
 
 def _backing_off_ms(link: PeerLink) -> int:
     """How much longer the link backs off (it failed lately, a push or a pull), in ms."""
-    return max(0, round((link.retry_at - time.monotonic()) * 1000))
+    return max(0, round((link.retry_at - link.clock()) * 1000))
