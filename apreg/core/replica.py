@@ -14,64 +14,32 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Callable, Iterator, Mapping
 
-from .changelog import ChangeLog, Page
+from .changelog import ChangeLog
 from .clock import ZERO, HybridClock, Timestamp
 from .config import CoreConfig
-from .effects import Action, Change, Effects, Outgoing
+from .deltas import page_delta
+from .driving import Driving
+from .effects import Action, Change, Outgoing
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
 from .errors import ClockSkewError
 from .index import RegistryIndex
 from .ledger import LeaseLedger
-from .lease import Lease, LeaseView, eviction_cap, lease_ms
+from .lease import Lease, LeaseView, lease_ms
 from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
-from .preservation import EVALUATIONS_PER_WINDOW, PreservationView, SelfPreservation
-from .sweep import EVICTIONS_PER_ENTRY, SWEEP_SLICE, Sweep, SweepOutcome
+from .passes import TimePasses
+from .preservation import SelfPreservation
+from .pushes import PeerState, PushSchedule
 from .record import Record, merge
+from .status import Counters, ReplicaStatus
+from .sweep import Sweep
 from .version import VersionVector, advance
-
-
-MAX_UNCREDITED = 64  # deltas per sender waiting to be credited to its watermark
-
-
-@dataclass(slots=True)
-class PeerState:
-    replica: str = ""  # the peer's replica id, learned from its messages ("" until it answers)
-    pushed: int = 0  # our log sequence up to which we have pushed to it
-    asked_ahead: int = 0  # the page start of a digest the shell sent before applying the page that ends there
-    in_flight: Push | None = None  # the eager push the driver is sending it: one at a time per peer
-    in_flight_base: int = 0  # `pushed` before that push, restored if it fails
-    again: bool = False  # a push came due while one was in flight (or on this tick): send the rest next
-    held_until_ms: int = 0  # after a failed push, no eager push before this (the link backs off)
+from .watermarks import Watermarks
 
 
 @dataclass(slots=True)
-class Counters:
-    conflicts: int = 0  # concurrent writes to one key, settled by timestamp
-    rejected_items: int = 0  # replicated records or renewals refused (clock skew, malformed)
-    evictions: int = 0
-    renewals_local: int = 0
-    renewals_replicated: int = 0
-    purged: int = 0  # tombstones and long-evicted records garbage-collected
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicaStatus:
-    """What the shell shows of a replica (status document, metrics), read-only: a snapshot, not live state."""
-
-    replica_id: str
-    synced: bool  # the initial pull from a peer is done (or there are no peers)
-    instances: int  # visible ones
-    log_head: int  # sequence of the latest change in this replica's log
-    counters: Counters  # a copy
-    clock_skew_rejections: int
-    peer_replicas: Mapping[str, str]  # peer name -> its replica id ("" until it answers)
-    preservation: PreservationView
-
-
-@dataclass(slots=True)
-class Replica:
+class Replica(Driving, TimePasses):
     node_id: str
     incarnation: str  # distinct per process start, so a restarted node never reuses its old counters
     config: CoreConfig = field(default_factory=CoreConfig)
@@ -89,20 +57,16 @@ class Replica:
     preservation: SelfPreservation = field(init=False)
     leases: LeaseLedger[InstanceKey] = field(init=False)  # what self-preservation and eviction read
     peers: dict[str, PeerState] = field(init=False)
-    watermarks: dict[str, int] = field(default_factory=dict)  # peer replica id -> its log seq we hold all of
+    marks: Watermarks = field(default_factory=Watermarks)  # what we hold of each replica's log, who hears whom
+    _pushes: PushSchedule = field(init=False)
     _first_vv: VersionVector = field(init=False)  # the vector of every first write here, shared (memory)
-    _heard_ms: dict[str, int] = field(default_factory=dict)  # replica id -> when a delta from it last arrived
-    _peer_direct: dict[str, frozenset[str]] = field(default_factory=dict)  # what each peer hears directly
-    _uncredited: dict[str, list[tuple[int, int, tuple[tuple[str, int], ...]]]] = field(default_factory=dict)
     # When keys became tombstones / were evicted here, oldest first, so garbage collection reads only what is due.
     _tombstoned_at: dict[InstanceKey, int] = field(default_factory=dict)
     _evicted_at: dict[InstanceKey, int] = field(default_factory=dict)
     _sweep: Sweep | None = None
     _eviction_requested: bool = False
     _next_peer: int = 0
-    _flushed_head: int = 0  # the log head when pushes were last decided
     _started: bool = False  # the first tick started the timers (and the initial pull)
-    _push_due_ms: int | None = None  # when the next eager push is due (None: nothing waits for one)
     _anti_entropy_ms: int = 0  # when the latest anti-entropy round was asked for
     _eviction_ms: int = 0  # when the latest eviction pass was requested
     _passing: bool = False  # a pass (sweep.py) is under way: tick continues it at once
@@ -122,6 +86,7 @@ class Replica:
                                              config.min_missing_instances)
         self.leases = LeaseLedger(config.renewal_window_ms)
         self.peers = {name: PeerState() for name in self.peer_names}
+        self._pushes = PushSchedule(self.peers)
         self.synced = not self.peer_names
 
     def set_peers(self, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -139,6 +104,11 @@ class Replica:
         return added, removed
 
     # ----- reads -------------------------------------------------------------------------------------------
+
+    @property
+    def watermarks(self) -> dict[str, int]:
+        """Peer replica id -> its log sequence we hold all of."""
+        return self.marks.marks
 
     @property
     def records(self) -> Mapping[InstanceKey, Record]:
@@ -357,8 +327,7 @@ class Replica:
 
     def _apply_delta(self, delta: Delta, now_ms: int) -> None:
         sender = delta.sender
-        self._heard_ms[sender] = now_ms
-        self._peer_direct[sender] = frozenset(delta.direct)
+        self.marks.heard(sender, delta.direct, now_ms)
         # Renewals first, so a record arriving in the same delta finds its lease clock already set.
         unlogged: dict[InstanceKey, Entry] = {}
         accepted = all([self._apply_renewal(u, now_ms, sender, u.seq or delta.upto, unlogged)
@@ -369,32 +338,7 @@ class Replica:
         for entry in unlogged.values():  # renewals whose record did not change
             self.log.note(entry, record=False, renewal=True)
         if accepted:
-            self._credit(sender, delta.base, delta.upto, delta.covered)
-
-    def _credit(self, sender: str, base: int, upto: int, covered: tuple[tuple[str, int], ...]) -> None:
-        """Move the sender's watermark over (base, upto] once it is contiguous and we hold what it left out.
-
-        Deltas that cannot be credited yet (one before them is missing, or their source's own push has not
-        arrived) wait, a bounded number per sender; whatever falls off is repaired by anti-entropy.
-        """
-        waiting = self._uncredited.setdefault(sender, [])
-        waiting.append((base, upto, covered))
-        del waiting[:-MAX_UNCREDITED]
-        progressed = True
-        while progressed:
-            progressed = False
-            for replica, entries in self._uncredited.items():
-                mark = self.watermarks.get(replica, 0)
-                for entry in sorted(entries):
-                    start, end, left_out = entry
-                    if end <= mark:
-                        entries.remove(entry)
-                    elif start <= mark and all(self.watermarks.get(s, 0) >= seq for s, seq in left_out):
-                        self.watermarks[replica] = mark = end
-                        entries.remove(entry)
-                        progressed = True
-        for replica in [r for r, entries in self._uncredited.items() if not entries]:
-            del self._uncredited[replica]
+            self.marks.credit(sender, delta.base, delta.upto, delta.covered)
 
     # ----- replication -------------------------------------------------------------------------------------
 
@@ -413,7 +357,8 @@ class Replica:
         if isinstance(message, Digest):
             since = message.since if message.expect == self.replica_id else 0
             page = self.log.since(since, self.config.max_page_items)
-            delta = self._delta(page, since, message.sender, now_ms, holds=dict(message.holds))
+            delta = page_delta(self.replica_id, page, since, message.sender, now_ms, self._direct(now_ms),
+                               holds=dict(message.holds))
             return DigestReply(delta, page.more, self.watermarks.get(message.sender, 0))
         head = self.log.head
         self._apply_digest_reply(message, now_ms, peer)
@@ -434,7 +379,8 @@ class Replica:
             self.synced = True
         if reply.your_watermark < self.log.head:  # a repair push per page answered: sized like a page
             page = self.log.since(reply.your_watermark, self.config.max_page_items)
-            delta = self._delta(page, reply.your_watermark, state.replica, now_ms)
+            delta = page_delta(self.replica_id, page, reply.your_watermark, state.replica, now_ms,
+                               self._direct(now_ms))
             self.outbox.append(Outgoing(peer, Push(delta)))
 
     def digest_for(self, peer: str, ahead_of: DigestReply | None = None) -> Digest:
@@ -451,295 +397,8 @@ class Replica:
             state.asked_ahead = since
         return Digest(self.replica_id, self.log.head, expect, since, tuple(sorted(self.watermarks.items())))
 
-    def _delta(self, page: Page, base: int, receiver: str, now_ms: int, direct: frozenset[str] = frozenset(),
-               holds: Mapping[str, int] | None = None) -> Delta:
-        """The page as a Delta for `receiver`, leaving out what the receiver itself sent us, what it says it
-        holds (`holds`, from its digest), and what came from replicas it hears directly (`direct`, for eager
-        pushes: their own pushes bring it, so a full mesh carries each change once, while a receiver cut off from
-        the source still gets it through us). What is left out is named in `covered`, and the receiver credits
-        the range only once it holds those changes, so a source that dies mid-push loses nothing: anti-entropy,
-        which never leaves out on the strength of `direct`, fills the gap."""
-        holds = holds or {}
-        covered: dict[str, int] = {}
-
-        def wanted(replica: str, seq: int) -> bool:
-            if not replica:
-                return True
-            if replica == receiver:
-                return False
-            if replica in direct or holds.get(replica, 0) >= seq:
-                covered[replica] = max(covered.get(replica, 0), seq)
-                return False
-            return True
-
-        records = [(seq, e.record) for seq, e in page.records
-                   if e.record is not None and wanted(e.record_from, e.record_from_seq)]
-        renewals = tuple(RenewalUpdate(e.key, e.renewed, now_ms - e.anchor_ms, seq)
-                         for seq, e in page.renewals if wanted(e.renewal_from, e.renewal_from_seq))
-        return Delta(self.replica_id, base, page.upto, tuple(r for _, r in records), renewals,
-                     tuple(seq for seq, _ in records), tuple(sorted(covered.items())), self._direct(now_ms))
-
     def _direct(self, now_ms: int) -> tuple[str, ...]:
-        """Replicas whose deltas reached us recently, i.e. that do not need others to forward to us."""
-        window = self.config.direct_window_ms
-        return tuple(sorted(r for r, at in self._heard_ms.items() if now_ms - at < window))
-
-    # ----- eager pushes: one in flight per peer, what comes meanwhile coalesced --------------------------------
-
-    def _push_soon(self, now_ms: int, urgent: bool) -> None:
-        """Something was logged: push it after the push window (renewals alone: the renewal window), unless an
-        earlier push is already due, which takes it along."""
-        if not self.peers:
-            return
-        config = self.config
-        due = now_ms + (config.push_window_ms if urgent else max(config.push_window_ms,
-                                                                  config.renewal_push_window_ms))
-        if self._push_due_ms is None or due < self._push_due_ms:
-            self._push_due_ms = due
-
-    def _push(self, now_ms: int) -> None:
-        """When a push is due: mark the targets (all peers, or `fanout` at random), then start a push to every
-        marked peer with none in flight; a peer with one in flight gets the rest when it is done."""
-        if self._push_due_ms is not None and now_ms >= self._push_due_ms:
-            self._push_due_ms = None
-            if self.log.head != self._flushed_head:
-                self._flushed_head = self.log.head
-                names = list(self.peers)
-                fanout = self.config.fanout
-                for name in self.rng.sample(names, fanout) if 0 < fanout < len(names) else names:
-                    self.peers[name].again = True
-        for name, state in self.peers.items():
-            if state.again and state.in_flight is None:
-                state.again = False
-                if now_ms >= state.held_until_ms:  # backing off: anti-entropy repairs it once it answers
-                    self._start_push(name, state, now_ms)
-
-    def _start_push(self, name: str, state: PeerState, now_ms: int) -> None:
-        base = state.pushed
-        push = self._push_for(state, now_ms)
-        if push is not None:
-            state.in_flight, state.in_flight_base = push, base
-            self.outbox.append(Outgoing(name, push))
-
-    def _push_for(self, state: PeerState, now_ms: int) -> Push | None:
-        """A push of what the peer has not been sent yet, or None if there is nothing to send."""
-        page = self.log.since(state.pushed, self.config.max_batch_items)
-        if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
-            state.pushed = self.log.head
-            return None
-        delta = self._delta(page, state.pushed, state.replica, now_ms,
-                            direct=self._peer_direct.get(state.replica, frozenset()))
-        if not delta.records and not delta.renewals:
-            # Nothing the peer lacks (it sent us all of it). Do not move `pushed`: the next push then starts where
-            # the peer's watermark of us stands and covers this range too, so the watermark keeps up instead of
-            # stalling at a gap that only a full anti-entropy page would close.
-            return None
-        state.pushed = page.upto
-        return Push(delta)
-
-    def push_done(self, peer: str, push: Push) -> None:
-        """The driver delivered `push` (an eager push from our effects) to `peer`: the next tick starts what
-        came due meanwhile."""
-        state = self.peers.get(peer)
-        if state is not None and state.in_flight is push:
-            state.in_flight = None
-
-    def push_failed(self, peer: str, push: Push, now_ms: int, retry_after_ms: int) -> None:
-        """`peer` did not take `push` (unreachable, refused, or the link is backing off, so it was not even
-        sent): the next push to it starts where this one did, and none is started for `retry_after_ms`. What
-        comes due meanwhile waits for the next write after that, or for anti-entropy."""
-        state = self.peers.get(peer)
-        if state is not None and state.in_flight is push:
-            state.in_flight, state.pushed, state.again = None, state.in_flight_base, False
-            state.held_until_ms = now_ms + retry_after_ms
-
-    # ----- the driver's loop: tick, then take the effects ---------------------------------------------------
-
-    def tick(self, now_ms: int) -> int:
-        """Run whatever is due at `now_ms`: the initial pull (on the first tick), an anti-entropy digest, an
-        eviction pass and garbage collection, the periodic self-preservation check, eager pushes. Returns when
-        to tick next at the latest: `now_ms` itself while a pass is unfinished (tick again after letting other
-        work run). Any input (a write, a message, a push report) may bring that forward: tick after it."""
-        config = self.config
-        if not self._started:
-            self._started, self._anti_entropy_ms, self._eviction_ms = True, now_ms, now_ms
-            self._preservation_due = now_ms + self._evaluation_interval_ms()
-            if not self.synced:  # a node that starts empty pulls from every peer at once
-                self.outbox.extend(Outgoing(name, self.digest_for(name)) for name in self.peers)
-        if now_ms >= self._anti_entropy_ms + config.anti_entropy_interval_ms:
-            self._anti_entropy_ms = now_ms
-            self._anti_entropy()
-        if now_ms >= self._eviction_ms + config.eviction_interval_ms:
-            self._eviction_ms, self._collect = now_ms, True
-            self.request_eviction()
-        if self._passing or self._eviction_requested or now_ms >= self._preservation_due:
-            outcome = self.sweep(now_ms)
-            self._passing = outcome is None
-            if outcome is not None:
-                self._evicted.extend(outcome.evicted)
-                if self._collect:
-                    self._collect = False
-                    self.collect_garbage(now_ms)
-        self._push(now_ms)
-        if self._passing:
-            return now_ms
-        due = [self._anti_entropy_ms + config.anti_entropy_interval_ms, self._eviction_ms + config.eviction_interval_ms,
-               self._preservation_due]
-        if self._push_due_ms is not None:
-            due.append(self._push_due_ms)
-        return max(now_ms, min(due))
-
-    def take_effects(self) -> Effects:
-        """Everything decided since the last call, to act on in the order `Effects` documents."""
-        effects = Effects(tuple(self.outbox), tuple(self.changes), tuple(self._evicted),
-                          tuple(self.preservation.take_transitions()))
-        self.outbox, self.changes, self._evicted = [], [], []
-        return effects
-
-    def _anti_entropy(self) -> None:
-        """A digest for the next peer in turn: a constant-size request when the two are in sync."""
-        if not self.peers:
-            return
-        names = list(self.peers)
-        name = names[self._next_peer % len(names)]
-        self._next_peer += 1
-        self.outbox.append(Outgoing(name, self.digest_for(name)))
-
-    def _evaluation_interval_ms(self) -> int:
-        return max(1, self.config.renewal_window_ms // EVALUATIONS_PER_WINDOW)
-
-    # ----- time: leases, eviction, self-preservation, garbage collection ------------------------------------
-
-    def sweep(self, now_ms: int, budget: int = SWEEP_SLICE) -> SweepOutcome | None:
-        """Advance the lease ledger to `now_ms` by at most `budget` breakpoints, then re-evaluate self-preservation
-        and, if an eviction was requested meanwhile and is allowed, evict the oldest expired leases (at most the
-        capped share), `budget // EVICTIONS_PER_ENTRY` per call. None while unfinished, so the caller can publish
-        each call's changes before the next (see sweep.py)."""
-        self._note_gap(now_ms)
-        sweep = self._sweep
-        if sweep is None:
-            if not self.leases.advance(now_ms, budget):
-                return None
-            sweep = self._sweep = Sweep()
-            self._decide(sweep, now_ms)
-        else:
-            self._evict_some(sweep, now_ms, max(1, budget // EVICTIONS_PER_ENTRY))
-        if sweep.victims:
-            return None
-        self._sweep = None
-        return SweepOutcome(sweep.evicted, sweep.preservation_changed)
-
-    def request_eviction(self) -> None:
-        """Evict expired leases when the current (or next) pass ends: an eviction pass, in slices."""
-        self._eviction_requested = True
-
-    def _decide(self, sweep: Sweep, now_ms: int) -> None:
-        self._preservation_due = now_ms + self._evaluation_interval_ms()
-        observed, expected = self.leases.sums()
-        leases = self.leases
-        sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(leases.terms),
-                                                              self._longest_lease, *leases.recently_expired(now_ms))
-        if self._eviction_requested:
-            self._eviction_requested = False
-            if self.preservation.allows_eviction and not self._evictions_held(now_ms):
-                cap = eviction_cap(self.index.count, self.config.max_eviction_fraction)
-                # Cost grows with what has expired, not with the registry: the ledger keeps them apart.
-                sweep.victims = sorted((term.anchor_ms, key) for key, term in self.leases.expired.items())[:cap]
-                sweep.victims.reverse()  # oldest last: taken from the end
-
-    def _longest_lease(self) -> int:
-        """The longest live lease: a scan, asked for only when self-preservation engages (to say by when it
-        releases), never on a regular pass."""
-        return max((term.duration_ms for term in self.leases.terms.values()), default=0)
-
-    def _note_gap(self, now_ms: int) -> None:
-        """Passes come every window/EVALUATIONS_PER_WINDOW; three missed means the process was stopped (SIGSTOP,
-        a frozen VM, a long stall), and the renewals it missed are still on their way to it."""
-        gap = 3 * self._evaluation_interval_ms()
-        if self._last_pass_ms and now_ms - self._last_pass_ms > gap:
-            self._resumed_ms = now_ms
-        self._last_pass_ms = max(self._last_pass_ms, now_ms)
-
-    def _evictions_held(self, now_ms: int) -> bool:
-        """After a stop, evict nothing until every peer we know has sent us a delta since (or one lease duration
-        has passed, so a dead peer cannot hold eviction forever): every lease looks expired to a node that slept
-        through its renewals, and with nothing expected self-preservation cannot catch that (I4)."""
-        resumed = self._resumed_ms
-        if resumed is None:
-            return False
-        heard = all(self._heard_ms.get(state.replica, -1) >= resumed for state in self.peers.values()
-                    if state.replica)
-        if heard or now_ms - resumed >= self.config.lease_duration_ms:
-            self._resumed_ms = None
-            return False
-        return True
-
-    def _evict_some(self, sweep: Sweep, now_ms: int, count: int) -> None:
-        """Evict up to `count` of the chosen leases, oldest first, each if still expired and visible now."""
-        for _ in range(min(count, len(sweep.victims))):
-            _, key = sweep.victims.pop()
-            entry = self.entries.get(key)
-            record = entry.record if entry is not None else None
-            if (entry is None or record is None or record.info is None or entry.evicted
-                    or not entry.expired(now_ms, self.lease_duration_ms(record.info))):
-                continue
-            entry.evicted = True
-            self._evicted_at[key] = now_ms
-            self.leases.untrack(key)
-            self.index.hide(entry, record.info)
-            self.counters.evictions += 1
-            self._emit(key, Action.EVICT, record, now_ms, record.info)
-            sweep.evicted.append(key)
-
-    def _full_sweep(self, now_ms: int) -> SweepOutcome:
-        while True:
-            outcome = self.sweep(now_ms, EVICTIONS_PER_ENTRY * (len(self.entries) + 1))
-            if outcome is not None:
-                return outcome
-
-    def update_preservation(self, now_ms: int) -> bool:
-        """Re-evaluate self-preservation now, in one call (at most once per window bucket); True on a transition."""
-        if now_ms < self._preservation_due:
-            return False
-        return self._full_sweep(now_ms).preservation_changed
-
-    def evict(self, now_ms: int) -> list[InstanceKey]:
-        """One eviction pass in one call: expired leases, oldest first, at most the capped share of the registry,
-        and none at all while self-preservation is active."""
-        self.request_eviction()
-        return self._full_sweep(now_ms).evicted
-
-    def collect_garbage(self, now_ms: int) -> int:
-        """Forget tombstones, instances evicted here, and replicas not heard from, once older than the TTL.
-
-        Tombstones and evictions are kept in time order, so this reads only what is due."""
-        ttl = self.config.tombstone_ttl_ms
-        doomed = _due(self._tombstoned_at, now_ms - ttl) + _due(self._evicted_at, now_ms - ttl)
-        for replica in [r for r, at in self._heard_ms.items() if now_ms - at >= ttl]:
-            del self._heard_ms[replica]  # old incarnations and long-gone peers: every digest would carry them
-            self._peer_direct.pop(replica, None)
-            self.watermarks.pop(replica, None)
-            self._uncredited.pop(replica, None)
-        purged = 0
-        for key in doomed:
-            entry = self.entries.pop(key, None)
-            if entry is not None:
-                self.log.forget(entry)
-                purged += 1
-            self._tombstoned_at.pop(key, None)
-            self._evicted_at.pop(key, None)
-        self.counters.purged += purged
-        return purged
-
-
-def _due(times: dict[InstanceKey, int], cutoff_ms: int) -> list[InstanceKey]:
-    """The keys of a time-ordered dict stamped at or before `cutoff_ms`."""
-    due = []
-    for key, at in times.items():
-        if at > cutoff_ms:
-            break
-        due.append(key)
-    return due
+        return self.marks.direct(now_ms, self.config.direct_window_ms)
 
 
 def _action(previous: Record | None, record: Record) -> Action | None:

@@ -41,7 +41,9 @@ class Channel(Protocol):
 
 
 class Transport(Protocol):
-    reply_bytes: int  # bytes of every reply read: the anti-entropy pages this node received
+    @property
+    def reply_bytes(self) -> int:
+        """Bytes of every reply read: the anti-entropy pages this node received."""
 
     def channel(self, link: PeerLink) -> Channel:
         """A channel to the peer `link` names."""

@@ -152,10 +152,10 @@ class Node:
         s = self.settings
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
                                                                              ssl=client_context(s)))
-        self._transport = transport or HttpTransport.over(
+        chosen = transport or HttpTransport.over(
             self._session, s.secret.encode() if s.secret else None,
             aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
-        self._channels = {url: self._transport.channel(link) for url, link in self.links.items()}
+        self._transport, self._channels = chosen, {url: chosen.channel(link) for url, link in self.links.items()}
 
     async def start(self, transport: Transport | None = None) -> None:
         s = self.settings
@@ -165,7 +165,7 @@ class Node:
                  self._every(s.renewal_interval / 4, self._refresh_documents),
                  self._every(collector.SETTLE_INTERVAL_S, collector.settle),
                  self._every(ACTIVITY_LOG_INTERVAL_S, self._log_activity)]
-        if self.eureka_peers is not None:
+        if self.eureka_peers is not None and self._session is not None:
             loops.append(self.eureka_peers.run(self._session))
         if s.peers_dns:
             loops.append(self._follow_dns())
