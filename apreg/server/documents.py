@@ -33,7 +33,7 @@ from apreg.core.entry import Entry
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
 from apreg.core.replica import Action, Change, Replica
 from apreg.eureka import render
-from apreg.eureka.codec import InstanceView, LeaseTimes
+from apreg.eureka.views import InstanceView, LeaseTimes
 from apreg.eureka.gzip_join import Piece, compress, concat, gzip_member, stored
 
 from .feed import ChangeFeed, FeedEvent

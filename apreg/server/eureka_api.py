@@ -13,7 +13,7 @@ from aiohttp import web
 
 from apreg.core.instance import InstanceKey, Status
 from apreg.eureka import codec, render
-from apreg.eureka.codec import InstanceView
+from apreg.eureka.views import InstanceView
 from apreg.eureka.gzip_join import Piece, gzip_member, inflate
 from apreg.eureka.replication import Action
 

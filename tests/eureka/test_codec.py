@@ -14,8 +14,6 @@ from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, Status
 from apreg.eureka.codec import (
     MAX_METADATA_ENTRIES,
     CodecError,
-    InstanceView,
-    LeaseTimes,
     parse_register,
     parse_status,
     parse_timestamp,
@@ -29,6 +27,7 @@ from apreg.eureka.render import (
     render_instance,
     wants_json,
 )
+from apreg.eureka.views import InstanceView, LeaseTimes
 
 NOW = 1_732_610_500_000
 
