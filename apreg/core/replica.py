@@ -1,7 +1,10 @@
-"""One node's replica of the registry: inputs in (writes, messages, time), effects out (messages, changes).
+"""One node's replica of the registry: inputs in (writes, messages, time, push reports), effects out.
 
-The Replica does no I/O and reads no clock: every method takes `now_ms`. The aiohttp shell and the simulated
-cluster drive it the same way, which is what lets the hard parts be tested deterministically.
+The Replica does no I/O and reads no clock: every method takes `now_ms`. Inputs are the client writes below,
+`receive` (a peer's message; returns the direct answer to a digest), `tick` and `push_done` / `push_failed`
+(driving.py); the one output is `take_effects()` (effects.py says in which order to act on it). The server's
+Node and the simulated cluster drive it the same way, which is what lets the hard parts be tested
+deterministically. Read-only views for the shell: `status()`, `lease_view(info)`, `visible`, `index`.
 
 State it replicates: one `Record` per key (merged by `record.merge`) and one renewal max-register per key
 (`Lease.renewed`). State it keeps to itself: lease clocks, evictions, self-preservation, per-peer watermarks.
