@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import median
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
+
+from .errors import ClockSkewError
 
 DEADBAND_SHARE = 4  # a node corrects its clock once it is further than guard / this from its peers' median
 SAMPLE_TTL_MS = 30_000  # a peer not heard from for this long no longer counts towards the median
@@ -34,8 +37,17 @@ class Timestamp(NamedTuple):
 ZERO = Timestamp(0, 0, "")
 
 
-class ClockSkewError(ValueError):
-    """A remote timestamp is further ahead of our (corrected) clock than `max_skew_ms` allows."""
+@dataclass(frozen=True, slots=True)
+class ClockView:
+    """The correction and what it was derived from, read-only, for status documents, metrics and log lines."""
+
+    offset_ms: int
+    peer_offsets_ms: Mapping[str, int]  # replica id -> its wall clock minus ours, as its latest delta said
+    deadband_ms: int  # how far off the peers' median the clock may be before it is corrected
+
+    @property
+    def corrected(self) -> bool:
+        return self.offset_ms != 0
 
 
 @dataclass(slots=True)
@@ -52,6 +64,7 @@ class HybridClock:
     skew_rejections: int = 0
     offset_ms: int = 0
     peer_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)  # replica -> (offset, heard at)
+    transitions: list[ClockView] = field(default_factory=list)  # the correction started or ended, not yet taken
 
     def tick(self, now_ms: int) -> Timestamp:
         """A fresh timestamp for a local event, greater than every timestamp seen so far."""
@@ -77,9 +90,20 @@ class HybridClock:
             del offsets[stale]
         middle = round(median([0, *(offset for offset, _ in offsets.values())]))
         deadband = self.max_skew_ms // DEADBAND_SHARE
+        was_corrected = self.corrected
         self.offset_ms = 0 if abs(middle) <= deadband else middle - deadband if middle > 0 else middle + deadband
+        if self.corrected != was_corrected:
+            self.transitions.append(self.view())
 
     @property
     def corrected(self) -> bool:
         """This node's clock is off its peers' median by more than the deadband (status, metrics, logs say so)."""
         return self.offset_ms != 0
+
+    def view(self) -> ClockView:
+        offsets = {replica: offset for replica, (offset, _) in sorted(self.peer_offsets.items())}
+        return ClockView(self.offset_ms, MappingProxyType(offsets), self.max_skew_ms // DEADBAND_SHARE)
+
+    def take_transitions(self) -> list[ClockView]:
+        out, self.transitions = self.transitions, []
+        return out

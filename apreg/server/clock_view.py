@@ -3,21 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from apreg.core.clock import DEADBAND_SHARE, HybridClock
-from apreg.core.held import Held
+from apreg.core.clock import ClockView
+from apreg.core.status import ReplicaStatus
 
 
-def status_section(clock: HybridClock, held: Held) -> dict[str, Any]:
-    return {"corrected": clock.corrected, "offset_ms": clock.offset_ms,
-            "peer_offsets_ms": {replica: offset for replica, (offset, _) in sorted(clock.peer_offsets.items())},
-            "held_back": len(held), "skew_rejections": clock.skew_rejections}
+def status_section(status: ReplicaStatus) -> dict[str, Any]:
+    clock = status.clock
+    return {"corrected": clock.corrected, "offset_ms": clock.offset_ms, "peer_offsets_ms": dict(clock.peer_offsets_ms),
+            "held_back": status.held_back, "skew_rejections": status.clock_skew_rejections}
 
 
-def describe(clock: HybridClock) -> str:
+def describe(clock: ClockView) -> str:
     """One log line per transition (corrected or not)."""
-    peers = ", ".join(f"{replica} {offset / 1000:+.1f} s"
-                      for replica, (offset, _) in sorted(clock.peer_offsets.items()))
-    deadband_s = clock.max_skew_ms / DEADBAND_SHARE / 1000
+    peers = ", ".join(f"{replica} {offset / 1000:+.1f} s" for replica, offset in clock.peer_offsets_ms.items())
+    deadband_s = clock.deadband_ms / 1000
     if not clock.corrected:
         return f"clock back within {deadband_s:g} s of the peers' median (peers' clocks against ours: {peers})"
     ahead = -clock.offset_ms > 0

@@ -34,8 +34,7 @@ class EurekaPeerApi:
             if isinstance(item, CodecError):
                 node.rejected.peer += 1
                 log.info("refused a replication item from %s: %s", request.remote, item)
-                answers.append(replication.Answer(400))
+                answers.append(replication.Answer(item.http_status))
             else:
-                answers.append(apply_item(node.replica, item, now))
-        node.committed()
+                answers.append(node.write(lambda replica, now: apply_item(replica, item, now), now))
         return web.Response(body=replication.render_answers(answers), content_type="application/json")

@@ -31,7 +31,7 @@ class NodeCollector(Collector):
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
-        node, replica = self.node, self.node.replica
+        node, replica = self.node, self.node.replica.status()
         counters, sp = replica.counters, replica.preservation
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -42,7 +42,7 @@ class NodeCollector(Collector):
 
         yield gauge("in_sync", "1 once the initial pull from a peer is done and no peer refuses our signature",
                     int(node.in_sync))
-        yield gauge("instances", "Visible instances", replica.index.count)
+        yield gauge("instances", "Visible instances", replica.instances)
         yield self._instances_by_app_and_status()
         yield counter("conflicts", "Concurrent writes to one instance settled by timestamp", counters.conflicts)
         yield counter("evictions", "Instances evicted here after their lease ran out", counters.evictions)
@@ -52,15 +52,15 @@ class NodeCollector(Collector):
         yield renewals
         yield counter("purged", "Tombstones and long-evicted instances garbage-collected", counters.purged)
         yield counter("clock_skew_rejections", "Remote timestamps held back for being too far ahead of this "
-                      "node's clock", replica.clock.skew_rejections)
+                      "node's clock", replica.clock_skew_rejections)
         yield gauge("clock_offset_seconds", "Correction added to this node's wall clock for stamps: nonzero while "
                     "it is off its peers' median by more than a quarter of the skew guard",
                     replica.clock.offset_ms / 1000)
         yield gauge("clock_held_back", "Replicated records and renewals held until their stamps are within the "
-                    "skew guard", len(replica.held))
+                    "skew guard", replica.held_back)
         peer_clocks = GaugeMetricFamily("apreg_peer_clock_offset_seconds", "Each peer's wall clock against ours, "
                                         "from the deltas it sends", labels=("replica",))
-        for peer, (offset, _) in sorted(replica.clock.peer_offsets.items()):
+        for peer, offset in replica.clock.peer_offsets_ms.items():
             peer_clocks.add_metric((peer,), offset / 1000)
         yield peer_clocks
         rejected = CounterMetricFamily("apreg_rejected", "Inputs refused, by kind", labels=("kind",))
@@ -85,7 +85,7 @@ class NodeCollector(Collector):
                     sp.last.threshold)
         yield counter("self_preservation_transitions", "Times self-preservation engaged or released",
                       sp.transitions)
-        yield gauge("change_log_head", "Sequence number of the latest change in this node's log", replica.log.head)
+        yield gauge("change_log_head", "Sequence number of the latest change in this node's log", replica.log_head)
 
     def _instances_by_app_and_status(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily("apreg_app_instances", f"Visible instances by app and status: the "

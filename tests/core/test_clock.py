@@ -83,3 +83,23 @@ def test_simulated_node_too_far_ahead_loses_nothing() -> None:
     cluster.run(1_000)
     assert b.records[KEY].stamp == written.stamp and b.records[KEY].info == written.info and len(b.held) == 0
     assert a.clock.offset_ms < 0 < b.clock.offset_ms
+
+
+def test_the_correction_starting_and_ending_comes_out_once_each_in_the_effects() -> None:
+    """The shell logs clock transitions from `take_effects()` (no reading of the clock): one when a peer's
+    deltas move the median past the deadband, none while it stays there, one when it is back."""
+    config = CoreConfig(max_clock_skew_ms=4 * GUARD)  # deadband: GUARD
+    b = Replica("b", "1", config, ("a",))
+
+    def heard(offset_ms: int, now_ms: int) -> tuple[object, ...]:
+        b.receive(Push(Delta("a~1", 0, 0, (), (), clock_ms=now_ms + offset_ms)), now_ms)
+        return b.take_effects().clock_transitions
+
+    assert heard(GUARD, 10_000) == ()  # the median of {0, GUARD}: within the deadband
+    started = heard(6 * GUARD, 11_000)
+    assert [view.corrected for view in started] == [True] and started[0].offset_ms == 2 * GUARD
+    assert started[0].peer_offsets_ms == {"a~1": 6 * GUARD} and started[0].deadband_ms == GUARD
+    assert heard(5 * GUARD, 12_000) == ()  # still corrected: no new transition
+    assert b.status().clock.offset_ms == 3 * GUARD // 2
+    ended = heard(0, 13_000)
+    assert [view.corrected for view in ended] == [False] and b.take_effects().clock_transitions == ()

@@ -14,13 +14,14 @@ import pytest
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey
-from apreg.core.messages import Push
+from apreg.core.messages import Digest, Push
 from apreg.core.replica import Replica
 from apreg.core.simnet import SimCluster
 
-from .strategies import info, state
+from .strategies import flush, info, state
 
 CONFIG = CoreConfig(renewal_interval_ms=1_000, lease_duration_ms=3_000, renewal_window_ms=6_000)
+EAGER = replace(CONFIG, renewal_push_window_ms=0)  # a renewal is pushed at the next tick: the tests' `flush`
 NAMES = ("a", "b", "c")
 SKEWED = {"a": 90_000, "b": 30_000, "c": 0}
 TRANSIT_MS = 20  # the simulated network's delay plus a step: what a one-way clock reading is off by
@@ -108,14 +109,14 @@ def test_held_back_stamps_keep_leases_and_apply_once_in_range() -> None:
     """A peer that sends no clock reading (an older node) 150 s ahead: its record and renewals are held, not
     refused. The lease restarts at once from the renewal's age, the record and the renewal register wait until
     their stamps are within the guard, and the deltas are credited, so nothing is asked for twice."""
-    a, b = Replica("a", "1", CONFIG, ("b",)), Replica("b", "1", CONFIG, ("a",))
+    a, b = Replica("a", "1", EAGER, ("b",)), Replica("b", "1", EAGER, ("a",))
     key, ahead = KEYS[0], 150_000
     b.register(info(key.instance_id, host="b"), T0)
-    a.receive(Push(replace(b.flush(T0)[0].message.delta, clock_ms=0)), T0 + ahead)  # type: ignore[union-attr]
+    a.receive(Push(replace(flush(b, T0)[0].message.delta, clock_ms=0)), T0 + ahead)  # type: ignore[union-attr]
     assert a.update_metadata(key, {"at": "a"}, T0 + ahead)
     for second in range(1, 11):  # the instance moves to a, and renews there every second
         assert a.renew(key, T0 + ahead + second * 1_000)
-        push = a.flush(T0 + ahead + second * 1_000)[0].message
+        push = flush(a, T0 + ahead + second * 1_000)[0].message
         b.receive(Push(replace(push.delta, clock_ms=0)), T0 + second * 1_000)  # type: ignore[union-attr]
         assert b.evict(T0 + second * 1_000 + 500) == []  # b's own renewal is 10 s old by the end
     assert b.visible(key).info.metadata == {}  # type: ignore[union-attr]
@@ -130,15 +131,15 @@ def test_a_renewal_stamped_below_the_register_still_restarts_the_lease() -> None
     """b holds a renewal stamped by a, 50 s ahead (within the guard); the instance moves to c, whose clock has
     not seen that stamp, so c's renewals are stamped lower. Their age still restarts b's lease: b keeps it."""
     names = ("a", "b", "c")
-    a, b, c = (Replica(n, "1", CONFIG, tuple(p for p in names if p != n)) for n in names)
+    a, b, c = (Replica(n, "1", EAGER, tuple(p for p in names if p != n)) for n in names)
     key = KEYS[0]
     a.register(info(key.instance_id, host="a"), T0 + 50_000)
-    b.receive(next(o for o in a.flush(T0 + 50_000) if o.peer == "b").message, T0)
+    b.receive(next(o for o in flush(a, T0 + 50_000) if o.peer == "b").message, T0)
     c.register(info(key.instance_id, host="c"), T0 - 100_000)  # c, 150 s behind a, has not heard of it
     for second in range(1, 6):
         now = T0 + second * 1_000
         assert c.renew(key, now - 100_000)
-        for out in c.flush(now - 100_000):
+        for out in flush(c, now - 100_000):
             if out.peer == "b":
                 b.receive(out.message, now)
         assert b.evict(now + 500) == [] and b.visible(key) is not None
@@ -165,3 +166,21 @@ def test_a_clock_step_forward_holds_evictions_until_the_clients_had_their_turn()
     assert a.renew(KEYS[0], step + 300) and a.renew(KEYS[1], step + 900)
     a.update_preservation(step + 500)  # passes go on as usual meanwhile
     assert a.evict(step + CONFIG.renewal_interval_ms) == [KEYS[2]]  # the one that stayed silent goes
+
+
+def test_timers_count_from_a_clock_stepped_back_not_from_where_it_was() -> None:
+    """The skew going away steps a node's clock back 90 s: its anti-entropy goes on at its interval from then
+    (a node that waited for its clock to catch up would hear nothing, so learn nothing, for 90 s), and the
+    deadline `tick` returns says so (the eviction and preservation timers are moved back the same way)."""
+    a = Replica("a", "1", CONFIG, ("b",))
+    interval = CONFIG.anti_entropy_interval_ms
+
+    def digests(now_ms: int) -> int:
+        a.tick(now_ms)
+        return sum(isinstance(out.message, Digest) for out in a.take_effects().messages)
+
+    assert digests(T0 + 90_000) == 1  # the initial pull
+    assert digests(T0 + 90_000 + interval) == 1
+    back = T0 + 1_000
+    assert digests(back) == 0 and a.tick(back) <= back + interval
+    assert digests(back + interval) == 1 and digests(back + 2 * interval) == 1
