@@ -30,12 +30,16 @@ class EurekaPeerApi:
         body = await read_body(request, node.settings.max_peer_body_bytes)
         now = node.now_ms()
         answers = []
+        counts: dict[tuple[str, int], int] = {}
         for item in replication.parse_batch(body, now):
             if isinstance(item, CodecError):
                 node.rejected.peer += 1
                 log.info("refused a replication item from %s: %s", request.remote, item)
-                answers.append(replication.Answer(400))
+                answer, action = replication.Answer(400), "invalid"
             else:
-                answers.append(apply_item(node.replica, item, now))
+                answer, action = apply_item(node.replica, item, now), item.action.value
+            answers.append(answer)
+            counts[(action, answer.status)] = counts.get((action, answer.status), 0) + 1
         node.committed()
+        node.metrics.count_eureka_items(counts)
         return web.Response(body=replication.render_answers(answers), content_type="application/json")

@@ -115,8 +115,8 @@ class Node:
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
         self._pushers: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
-        self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.committed,
-                                             settings.peer_timeout) if settings.eureka_peers else None
+        self.eureka_peers = self._eureka_replicator(settings.eureka_peers) if settings.eureka_peers else None
+        self.first_pull_done = asyncio.Event()  # set once the initial pull ended, done or failed (app.py waits)
 
     @property
     def transport(self) -> PeerTransport | None:
@@ -275,6 +275,21 @@ class Node:
             log.info("node %s: peers now %s (added %s, removed %s)", self.settings.name, ", ".join(urls) or "none",
                      ", ".join(added) or "none", ", ".join(removed) or "none")
 
+    def _eureka_replicator(self, urls: tuple[str, ...]) -> EurekaReplicator:
+        return EurekaReplicator(urls, self.replica, self.now_ms, self.committed, self.settings.peer_timeout,
+                                self.metrics)
+
+    def set_eureka_peers(self, urls: tuple[str, ...]) -> None:
+        """Java peers added or removed without a restart (SIGHUP): during a migration, an address whose Java node
+        was replaced by an apreg node moves from --eureka-peers to --peers."""
+        if self.eureka_peers is None:
+            if not urls:
+                return
+            self.eureka_peers = self._eureka_replicator(urls)
+            assert self._session is not None, "only a started node changes peers"
+            self._tasks.append(asyncio.create_task(self.eureka_peers.run(self._session)))
+        self.eureka_peers.set_urls(urls)
+
     async def _register_self(self) -> None:
         """This node as an instance of the Java peers' own app (`--eureka-app`), renewed like any client's: a
         Java node lists a peer as an available replica only if one of its app's instances has the peer's host
@@ -390,8 +405,14 @@ class Node:
         return reply
 
     async def _initial_sync(self) -> None:
-        """Pull from every peer at once: a node that starts empty is in sync as soon as one answers."""
-        await asyncio.gather(*(self._pull(url, self.replica.digest_for(url)) for url in self.links))
+        """Pull from every peer at once: a node that starts empty is in sync as soon as one answers. A node with
+        Java Eureka peers only starts from one of their registries instead."""
+        try:
+            await asyncio.gather(*(self._pull(url, self.replica.digest_for(url)) for url in self.links))
+            if not self.links and self.eureka_peers is not None and self._session is not None:
+                await self.eureka_peers.pull(self._session)
+        finally:
+            self.first_pull_done.set()
 
     async def _anti_entropy_round(self) -> None:
         out = self.replica.anti_entropy()
