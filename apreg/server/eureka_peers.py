@@ -41,7 +41,7 @@ log = logging.getLogger("apreg.eureka_peers")
 BATCH_ITEMS = 250  # Eureka's batchSize
 BATCH_DELAY_S = 0.5  # Eureka's maxBatchingDelay
 MAX_QUEUED = 10_000  # Eureka's maxElementsInPeerReplicationPool; beyond it the oldest item is dropped
-BACKOFF_S = (0.5, 30.0)  # first and longest wait after a failed batch
+BACKOFF_S = (0.5, 5.0)  # first and longest wait after a failed batch: a peer back up waits at most 5 s
 
 
 def apply_item(replica: Replica, item: Item, now_ms: int) -> Answer:
