@@ -7,7 +7,7 @@ re-registers. The load runs on its own event loop in a thread, so the drill's st
 nodes) run beside it.
 
 What counts as a violation, kept with when and where it was seen:
-- `fewer`: a read listing fewer than all the fleet's instances UP, once the fleet is registered;
+- `fewer`: a read listing fewer than all the fleet's instances UP, once the cluster is steady (`checking`);
 - `stale`: a read missing an acknowledged metadata change more than STALE_BOUND_S after its acknowledgement;
 - `refused`: a registration, heartbeat or metadata change that no node took (every node failed or said no).
 """
@@ -71,6 +71,7 @@ class FleetLoad:
         self.drained: set[int] = set()  # nodes the operator sends no change to (about to be stopped)
         self.acked: dict[str, list[tuple[float, int]]] = {iid: [] for iid in self.ids}  # (ack time, gen)
         self.registered = threading.Event()
+        self.checking = False  # set once the cluster is steady: changes start and reads are judged from then on
         self._started = time.monotonic()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +152,8 @@ class FleetLoad:
         """A metadata change every WRITE_INTERVAL_S, instance after instance, at the nodes in turn (drained ones
         left out, as an operator's tooling would after a node is announced for removal)."""
         gen = 0
+        while not self.checking:
+            await asyncio.sleep(0.1)
         while True:
             gen += 1
             iid = self.ids[gen % len(self.ids)]
@@ -167,10 +170,10 @@ class FleetLoad:
         while True:
             started = self._now()
             answer = await self._call(session, home, "GET", f"apps/{APP}")
-            if answer is None or answer[1] != 200:
+            if (answer is None or answer[1] != 200) and self.checking:
                 self._violation("fewer", "-" if answer is None else self.nodes[answer[0]],
                                 f"no registry: {answer and answer[1]}")
-            else:
+            elif self.checking:
                 self._check(self.nodes[answer[0]], json.loads(answer[2])["application"]["instance"], started)
             self.stats.reads += 1
             await asyncio.sleep(READ_INTERVAL_S)

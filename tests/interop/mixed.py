@@ -30,12 +30,15 @@ START_TIMEOUT_S = 30.0
 
 def java_node(procs: Procs, name: str, port: int, peers: list[str], **properties: str) -> SpringApp:
     """A Spring Cloud Eureka server at 127.0.0.1:`port` replicating with `peers` (service URLs), evicting every
-    second, self-preservation off; started, not yet waited for."""
+    second, self-preservation off, peer reads timing out after 5 s; started, not yet waited for."""
     app = SpringApp(procs, "eureka-server", name, port, {
         "eureka.client.service-url.defaultZone": ",".join(peers),
         "eureka.server.my-url": f"http://127.0.0.1:{port}/eureka/",
         "eureka.server.eviction-interval-timer-in-ms": "1000",
-        "eureka.server.enable-self-preservation": "false", **properties})
+        "eureka.server.enable-self-preservation": "false",
+        # Eureka's default 200 ms: a JVM still warming up on 2 busy cores misses it for batches of registrations,
+        # which are then retried one by one for many seconds (Java to Java as much as to apreg)
+        "eureka.server.peer-node-read-timeout-ms": "5000", **properties})
     app.start()
     return app
 
