@@ -179,6 +179,10 @@ class EurekaReplicator:
             if peer.url not in kept and (task := self._senders.pop(peer.url, None)) is not None:
                 task.cancel()
         self.peers = [kept.get(url) or EurekaPeer(url) for url in wanted]
+        self._start_senders()
+
+    def _start_senders(self) -> None:
+        """A sender for every peer that has none, once running."""
         if self._session is not None:
             for peer in self.peers:
                 if peer.url not in self._senders:
@@ -201,7 +205,7 @@ class EurekaReplicator:
     async def run(self, session: aiohttp.ClientSession) -> None:
         """The senders, until cancelled (the node stops)."""
         self._session = session
-        self.set_urls(tuple(peer.url for peer in self.peers))
+        self._start_senders()
         try:
             await asyncio.Event().wait()
         finally:

@@ -7,7 +7,7 @@ re-registers. The load runs on its own event loop in a thread, so the drill's st
 nodes) run beside it.
 
 What counts as a violation, kept with when and where it was seen:
-- `fewer`: a read listing fewer than all the fleet's instances UP, once the cluster is steady (`checking`);
+- `fewer`: a read listing fewer than all the fleet's instances UP, once the cluster is steady;
 - `stale`: a read missing an acknowledged metadata change more than STALE_BOUND_S after its acknowledgement;
 - `refused`: a registration, heartbeat or metadata change that no node took (every node failed or said no).
 """
@@ -71,7 +71,7 @@ class FleetLoad:
         self.drained: set[int] = set()  # nodes the operator sends no change to (about to be stopped)
         self.acked: dict[str, list[tuple[float, int]]] = {iid: [] for iid in self.ids}  # (ack time, gen)
         self.registered = threading.Event()
-        self.checking = False  # set once the cluster is steady: changes start and reads are judged from then on
+        self.checking = False  # once the cluster is steady (begin_checking): changes start, reads are judged
         self._started = time.monotonic()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,6 +86,11 @@ class FleetLoad:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+
+    def begin_checking(self) -> None:
+        """From now on: changes, judged reads, and figures (a Java cluster just started re-registers many)."""
+        self.stats = Stats()
+        self.checking = True
 
     def latest_gens(self) -> dict[str, int]:
         return {iid: acks[-1][1] if acks else 0 for iid, acks in self.acked.items()}

@@ -119,7 +119,7 @@ def migration_drill(procs: Procs) -> str:
     try:
         drill.settle()
         logged = {p.name: len(p.log()) for p in procs.started if p.name.startswith("eureka-drill")}
-        load.checking = True
+        load.begin_checking()
         for k in range(3):
             took, down = drill.replace(k, load)
             time.sleep(HOLD_S)  # heartbeats cross the two protocols for two leases
