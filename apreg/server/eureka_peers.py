@@ -214,10 +214,11 @@ class EurekaReplicator:
             await asyncio.gather(*self._senders.values(), return_exceptions=True)
             self._senders.clear()
 
-    async def pull(self, session: aiohttp.ClientSession) -> bool:
+    async def pull(self, session: aiohttp.ClientSession) -> None:
         """A first sync, as a Java node's syncUp does: the registry of the first Java peer that answers, each
         instance registered here as a Java peer's Register is (its `lastDirtyTimestamp` kept). Not forwarded to
-        the Java peers: they hold it. True once one peer answered."""
+        the Java peers: they hold it. None answering leaves the node empty: their heartbeats, answered 404, bring
+        Registers within a renewal interval."""
         for peer in self.peers:
             try:
                 async with session.get(peer.url + "apps", headers={"Accept": "application/json"},
@@ -238,8 +239,7 @@ class EurekaReplicator:
                     apply_item(self.replica, Item(Action.REGISTER, info.app, info.instance_id, instance=info), now)
             self.committed()
             log.info("Eureka peer %s: started from its registry of %d instances", peer.url, len(found))
-            return True
-        return False
+            return
 
     async def _sender(self, peer: EurekaPeer, session: aiohttp.ClientSession) -> None:
         while True:
