@@ -247,19 +247,40 @@ class EurekaReplicator:
                 peer.wake.clear()
                 await peer.wake.wait()
             await asyncio.sleep(BATCH_DELAY_S if len(peer.queue) < BATCH_ITEMS else 0)
-            taken = [peer.queue.popitem(last=False)[0] for _ in range(min(BATCH_ITEMS, len(peer.queue)))]
-            items = [(entry, body) for entry in taken if (body := self._item(*entry)) is not None]
-            if not items:
-                continue
-            if await self._send(peer, session, items):
+            if await self._next_batch(peer, session):
                 peer.backoff_s = 0.0
             else:
+                peer.backoff_s = min(BACKOFF_S[1], max(BACKOFF_S[0], peer.backoff_s * 2))
+                await asyncio.sleep(peer.backoff_s)
+
+    async def _next_batch(self, peer: EurekaPeer, session: aiohttp.ClientSession) -> bool:
+        """Send the oldest items queued; False when the peer did not take them (they stay queued, in front)."""
+        taken = [peer.queue.popitem(last=False)[0] for _ in range(min(BATCH_ITEMS, len(peer.queue)))]
+        items = [(entry, body) for entry in taken if (body := self._item(*entry)) is not None]
+        delivered = False
+        try:
+            delivered = not items or await self._send(peer, session, items)
+        finally:  # also when cancelled (the node stops) while the batch was on its way: flush() sends it again
+            if not delivered:
                 for entry, _ in reversed(items):  # kept, ahead of anything queued since
                     if entry not in peer.queue:
                         peer.queue[entry] = None
                         peer.queue.move_to_end(entry, last=False)
-                peer.backoff_s = min(BACKOFF_S[1], max(BACKOFF_S[0], peer.backoff_s * 2))
-                await asyncio.sleep(peer.backoff_s)
+        return delivered
+
+    async def flush(self, session: aiohttp.ClientSession, timeout_s: float) -> None:
+        """On a graceful stop, once the senders are stopped: what is queued goes out now, to every peer at once,
+        for at most `timeout_s`, so a write acknowledged just before the stop still reaches the Java peers (a
+        stopping Java node drops its queue: PeerEurekaNode.shutDown)."""
+        async def drain(peer: EurekaPeer) -> None:
+            while peer.queue and await self._next_batch(peer, session):
+                pass
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(drain(peer) for peer in self.peers)), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("stopping: %d operations not delivered to Java peers within %g s",
+                        sum(len(peer.queue) for peer in self.peers), timeout_s)
 
     def _item(self, action: Action, key: InstanceKey) -> dict[str, Any] | None:
         """The item as of now (the latest status and dirty time); None when there is nothing left to say."""

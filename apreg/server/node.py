@@ -39,6 +39,7 @@ log = logging.getLogger("apreg.node")
 RENEWAL_PUSH_WINDOW_S = 0.1  # how long renewals alone wait to be pushed together
 STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
 ACTIVITY_LOG_INTERVAL_S = 60.0
+EUREKA_FLUSH_S = 2.0  # a stopping node sends what its Java peers have not got yet for at most this long
 REFUSAL_MEMORY_S = 30.0  # a node that refused a peer's signed message this recently is not in sync with it
 ACTION_WORDS = {ChangeKind.REGISTER: "registered", ChangeKind.MODIFY: "metadata changes",
                 ChangeKind.STATUS: "status changes", ChangeKind.CANCEL: "cancelled", ChangeKind.EVICT: "evicted"}
@@ -177,6 +178,8 @@ class Node:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(stream.close() for stream in self._streams.values()), return_exceptions=True)
         if self._session is not None:
+            if self.eureka_peers is not None:
+                await self.eureka_peers.flush(self._session, EUREKA_FLUSH_S)
             await self._session.close()
 
     async def _every(self, seconds: float, action: Callable[[], object]) -> None:

@@ -291,3 +291,13 @@ async def test_java_peers_follow_a_reload() -> None:
         await _quiet()
         assert await _absent(one, "i-2")
         assert await _absent(two, "i-1")  # a new peer starts with an empty queue
+
+
+async def test_a_stopping_node_sends_what_its_java_peers_have_not_got_yet() -> None:
+    """Batches wait up to 0.5 s for company: a write acknowledged just before a graceful stop goes out anyway."""
+    async with LocalCluster(1) as java:
+        c = LocalCluster(1, eureka_peers=(f"{java.url(0)}/eureka/",))
+        async with c:
+            assert (await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-1")))[0] == 204
+            await c.kill(0)
+            assert await _present(java, "i-1")
