@@ -22,6 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -33,7 +34,7 @@ from apreg.eureka import codec, render
 from apreg.eureka.replication import BATCH_PATH, REPLICATION_HEADER, Action, Answer, Item, item_dict, parse_answers, \
     parse_applications, render_batch
 
-from .documents import entry_view
+from .documents import instance_view
 from .instruments import Instruments
 from .settings import NodeSettings
 
@@ -66,13 +67,22 @@ def apply_item(replica: Replica, item: Item, now_ms: int) -> Answer:
             return Answer(200)
         if item.last_dirty_ms > ours:
             return Answer(404)  # the sender's copy is newer: it registers it with us
-        return Answer(409, render.instance_dict(entry_view(replica, replica.entries[key])))  # ours is newer
+        return Answer(409, render.instance_dict(instance_view(replica, current.info)))  # ours is newer
     if item.action is Action.CANCEL:
         return Answer(200 if replica.cancel(key, now_ms) else 404)
     if item.action is Action.STATUS_UPDATE:
         assert item.status is not None
         return Answer(200 if replica.set_status(key, item.status, now_ms) else 404)
     return Answer(200 if replica.remove_status(key, item.status or Status.UNKNOWN, now_ms) else 404)
+
+
+def start_from(url: str, found: list[InstanceInfo | codec.CodecError], replica: Replica, now_ms: int) -> None:
+    """A Java peer's registry (`GET apps`), each instance applied as its Register would be: one write."""
+    for info in found:
+        if isinstance(info, codec.CodecError):
+            log.info("Eureka peer %s: an instance of its registry refused: %s", url, info)
+        else:
+            apply_item(replica, Item(Action.REGISTER, info.app, info.instance_id, instance=info), now_ms)
 
 
 def self_instance(settings: NodeSettings) -> InstanceInfo:
@@ -159,11 +169,12 @@ class EurekaReplicator:
     while it runs (SIGHUP)."""
 
     def __init__(self, urls: tuple[str, ...], replica: Replica, now_ms: Callable[[], int],
-                 committed: Callable[[], None], timeout_s: float, metrics: Instruments) -> None:
+                 write: Callable[[Callable[[Replica, int], object]], object], timeout_s: float,
+                 metrics: Instruments) -> None:
         self.peers: list[EurekaPeer] = []
         self.replica = replica
         self.now_ms = now_ms
-        self.committed = committed  # publishes what an adopted copy changed
+        self.write = write  # the node's one way to change the replica (it publishes what changed)
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
@@ -231,13 +242,7 @@ class EurekaReplicator:
                 log.warning("Eureka peer %s: no registry to start from (%s)", peer.url, exc)
                 peer.failed(f"first sync: {type(exc).__name__}: {exc}")
                 continue
-            now = self.now_ms()
-            for info in found:
-                if isinstance(info, codec.CodecError):
-                    log.info("Eureka peer %s: an instance of its registry refused: %s", peer.url, info)
-                else:
-                    apply_item(self.replica, Item(Action.REGISTER, info.app, info.instance_id, instance=info), now)
-            self.committed()
+            self.write(partial(start_from, peer.url, found))
             log.info("Eureka peer %s: started from its registry of %d instances", peer.url, len(found))
             return
 
@@ -284,13 +289,12 @@ class EurekaReplicator:
 
     def _item(self, action: Action, key: InstanceKey) -> dict[str, Any] | None:
         """The item as of now (the latest status and dirty time); None when there is nothing left to say."""
-        entry = self.replica.entries.get(key)
-        record = entry.record if entry is not None else None
-        if record is None or record.info is None or entry is None or entry.evicted:
+        record = self.replica.visible(key)
+        if record is None or record.info is None:
             if action is Action.CANCEL:
                 return {"appName": key.app, "id": key.instance_id, "action": Action.CANCEL.value}
             return None
-        instance = render.instance_dict(entry_view(self.replica, entry)) if action is Action.REGISTER else None
+        instance = render.instance_dict(instance_view(self.replica, record.info)) if action is Action.REGISTER else None
         return item_dict(action, record.info, instance)
 
     async def _send(self, peer: EurekaPeer, session: aiohttp.ClientSession,
@@ -345,5 +349,4 @@ class EurekaReplicator:
             peer.failed(f"409 for {key.app}/{key.instance_id} with an unusable instance: {exc.detail}")
             return
         if info.key == key:
-            self.replica.register(info, self.now_ms())
-            self.committed()
+            self.write(lambda replica, now: replica.register(info, now))

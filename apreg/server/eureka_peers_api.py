@@ -35,11 +35,11 @@ class EurekaPeerApi:
             if isinstance(item, CodecError):
                 node.rejected.peer += 1
                 log.info("refused a replication item from %s: %s", request.remote, item)
-                answer, action = replication.Answer(400), "invalid"
+                answer, action = replication.Answer(item.http_status), "invalid"
             else:
-                answer, action = apply_item(node.replica, item, now), item.action.value
+                answer = node.write(lambda replica, now: apply_item(replica, item, now), now)
+                action = item.action.value
             answers.append(answer)
             counts[(action, answer.status)] = counts.get((action, answer.status), 0) + 1
-        node.committed()
         node.metrics.count_eureka_items(counts)
         return web.Response(body=replication.render_answers(answers), content_type="application/json")
