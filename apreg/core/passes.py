@@ -106,16 +106,19 @@ class TimePasses:
         gap = 3 * self._evaluation_interval_ms()
         if self._last_pass_ms and now_ms - self._last_pass_ms > gap:
             self._resumed_ms = now_ms
-            # A scan, once per stop or step: the clients of every live lease get one interval to renew.
-            self._resume_wait_ms = max((term.interval_ms for term in self.leases.terms.values()), default=0)
+            # A scan, once per stop or step: the clients of every live lease get one interval to renew, and a
+            # peer's eager push of that renewal its push window twice over (it may wait for one in flight).
+            config = self.config
+            self._resume_wait_ms = (max((term.interval_ms for term in self.leases.terms.values()), default=0)
+                                    + 2 * max(config.push_window_ms, config.renewal_push_window_ms))
         self._last_pass_ms = max(self._last_pass_ms, now_ms)
 
     def _evictions_held(self, now_ms: int) -> bool:
         """After a stop or a clock step, evict nothing until every peer we know has sent us a delta since and
-        the longest renewal interval has passed, so that the renewals this node missed, and its own clients' next
-        ones, have arrived (or until one lease duration has passed, so a dead peer cannot hold eviction forever):
-        every lease looks expired to a node that slept through its renewals or whose clock jumped past them, and
-        with nothing expected self-preservation cannot catch that (I4)."""
+        the longest renewal interval (and two push windows) has passed, so that the renewals this node missed,
+        and its own clients' next ones, have arrived (or until one lease duration has passed, so a dead peer
+        cannot hold eviction forever): every lease looks expired to a node that slept through its renewals or
+        whose clock jumped past them, and with nothing expected self-preservation cannot catch that (I4)."""
         resumed = self._resumed_ms
         if resumed is None:
             return False

@@ -80,7 +80,7 @@ class Replica(Driving, TimePasses):
     _preservation_due: int = 0
     _last_pass_ms: int = 0  # when the shell last asked for a pass
     _resumed_ms: int | None = None  # when a pass found the node had been stopped (see _evictions_held)
-    _resume_wait_ms: int = 0  # how long after that its clients need to renew: the longest renewal interval
+    _resume_wait_ms: int = 0  # how long after that its clients' renewals need to arrive (see _note_gap)
 
     def __post_init__(self) -> None:
         self.replica_id = f"{self.node_id}~{self.incarnation}"
