@@ -25,7 +25,7 @@ from apreg.peer.stream import PeerStream
 from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
 from . import collector
-from .discovery import Resolver, peers_from_dns, system_resolver
+from .discovery import Resolver, SrvLookup, peers_from_dns, system_resolver, system_srv
 from .documents import DocumentCache
 from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
@@ -87,10 +87,10 @@ async def run_steps(steps: Generator[None, None, T]) -> T:
 
 class Node:
     def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms,
-                 resolver: Resolver = system_resolver) -> None:
+                 resolver: Resolver = system_resolver, srv: SrvLookup = system_srv) -> None:
         self.settings = settings
         self.now_ms = clock
-        self.resolver = resolver
+        self.resolver, self.srv = resolver, srv
         incarnation = f"{time.time_ns():x}{os.urandom(2).hex()}"
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers,
                                fanout=settings.fanout)
@@ -298,7 +298,7 @@ class Node:
         s = self.settings
         while True:
             try:
-                found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), self.resolver)
+                found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), self.resolver, self.srv)
             except OSError as exc:  # the name is gone or DNS is down: keep the peers we have
                 log.warning("node %s: cannot resolve --peers-dns %s: %s", s.name, s.peers_dns, exc)
             else:

@@ -60,7 +60,7 @@ class NodeSettings:
     peer_mtls: bool = False  # peer endpoints only for connections with a certificate the CA signed
     users: str = ""  # TOML file of client users (users.py); empty: clients need no password
     advertise_url: str = ""  # what peers and operators call this node (default: from host and port)
-    peers_dns: str = ""  # NAME[:PORT] whose A/AAAA records are the peers (a headless Service)
+    peers_dns: str = ""  # NAME[:PORT] whose A/AAAA records are the peers, or an SRV name (_svc._tcp.NAME)
     peers_dns_interval: float = 30.0
 
     @property
@@ -194,7 +194,8 @@ FLAGS = (
     Flag("advertise-url", "advertise_url", str, "the URL peers and operators call this node", "http(s)://HOST:PORT",
          metavar="URL"),
     Flag("peers-dns", "peers_dns", str, "NAME[:PORT] whose A/AAAA records list the peers, e.g. a Kubernetes "
-         "headless Service", "none", metavar="NAME[:PORT]"),
+         "headless Service, or an SRV name _service._tcp.NAME whose records give each peer's host and port",
+         "none", metavar="NAME[:PORT]"),
     Flag("peers-dns-interval", "peers_dns_interval", float, "seconds between re-resolving --peers-dns"),
     Flag("users", "users", str, "TOML file of client users and roles (apreg users add); none: clients need no "
          "password", "none", metavar="FILE"),
