@@ -93,7 +93,10 @@ async def start_node(settings: NodeSettings) -> tuple[web.AppRunner, Node]:
     NODE.set(settings.name)
     node = Node(settings)
     access_log = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
-    runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False)
+    # aiohttp's keep-alive timer starts when a connection opens and again after each answer, and closes the
+    # connection if no complete request has arrived by then: the header timeout (aiohttp's default is an hour).
+    runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False,
+                           keepalive_timeout=settings.header_timeout)
     await runner.setup()
     await web.SockSite(runner, sock, ssl_context=server_context(settings)).start()
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,

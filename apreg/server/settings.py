@@ -50,6 +50,7 @@ class NodeSettings:
     tombstone_ttl: float = 24 * 3600.0
     max_clock_skew: float = 60.0
     peer_timeout: float = 5.0
+    header_timeout: float = 60.0  # a connection's time to complete its request headers, or idle between requests
     read_cache_max_age: float = 0.25  # a changing registry's full document may be served this old (0: never)
     log_level: str = "INFO"
     log_format: str = "text"
@@ -86,7 +87,8 @@ class NodeSettings:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 1-65535 (or 0 for any free port), got {self.port}")
         positive = ("renewal_interval", "lease_duration", "eviction_interval", "renewal_window",
-                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval")
+                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval",
+                    "header_timeout")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -182,6 +184,9 @@ FLAGS = (
          "refused"),
     Flag("read-cache-max-age", "read_cache_max_age", float, "while the registry keeps changing, a full fetch may "
          "be served as of its last render this many seconds ago; 0 renders every change"),
+    Flag("header-timeout", "header_timeout", float, "a connection that has not sent a complete request's headers "
+         "this many seconds after it opened (or after its last answer) is closed: idle and half-open connections "
+         "cannot hold every file descriptor"),
     Flag("secret", "secret", str, f"HMAC key for peer messages (or env {SECRET_ENV}); all nodes need the same",
          "none"),
     Flag("tls-cert", "tls_cert", str, "PEM certificate (chain) to serve HTTPS with, and to present to peers", "none",
