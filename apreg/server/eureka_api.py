@@ -93,8 +93,11 @@ class EurekaApi:
                           Action.DELETE_STATUS_OVERRIDE, key)
 
     async def update_metadata(self, request: web.Request) -> web.Response:
-        changes = codec.parse_metadata_update(request.query)
         key = _key(request)
+        record = self.replica.visible(key)
+        if record is None or record.info is None:
+            return _not_found(request)
+        changes = codec.parse_metadata_update(request.query, record.info.metadata)
         # Eureka replicates a metadata change as a Register of the whole instance (InstanceResource).
         return self._done(self.replica.update_metadata(key, changes, self.node.now_ms()), request, Action.REGISTER,
                           key)
