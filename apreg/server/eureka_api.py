@@ -63,6 +63,7 @@ class EurekaApi:
         self.replica.register(info, now)
         self.node.committed()
         self.node.forward(request.headers, Action.REGISTER, info.key)
+        await self.node.acknowledgeable()
         return web.Response(status=204)
 
     async def renew(self, request: web.Request) -> web.Response:
@@ -77,20 +78,20 @@ class EurekaApi:
 
     async def cancel(self, request: web.Request) -> web.Response:
         key = _key(request)
-        return self._done(self.replica.cancel(key, self.node.now_ms()), request, Action.CANCEL, key)
+        return await self._done(self.replica.cancel(key, self.node.now_ms()), request, Action.CANCEL, key)
 
     async def set_status(self, request: web.Request) -> web.Response:
         status = codec.parse_status(request.query.get("value"), required=True)
         assert status is not None
         key = _key(request)
-        return self._done(self.replica.set_status(key, status, self.node.now_ms()), request, Action.STATUS_UPDATE,
-                          key)
+        return await self._done(self.replica.set_status(key, status, self.node.now_ms()), request,
+                                Action.STATUS_UPDATE, key)
 
     async def remove_status(self, request: web.Request) -> web.Response:
         fallback = codec.parse_status(request.query.get("value"), required=False) or Status.UNKNOWN
         key = _key(request)
-        return self._done(self.replica.remove_status(key, fallback, self.node.now_ms()), request,
-                          Action.DELETE_STATUS_OVERRIDE, key)
+        return await self._done(self.replica.remove_status(key, fallback, self.node.now_ms()), request,
+                                Action.DELETE_STATUS_OVERRIDE, key)
 
     async def update_metadata(self, request: web.Request) -> web.Response:
         key = _key(request)
@@ -99,14 +100,15 @@ class EurekaApi:
             return _not_found(request)
         changes = codec.parse_metadata_update(request.query, record.info.metadata)
         # Eureka replicates a metadata change as a Register of the whole instance (InstanceResource).
-        return self._done(self.replica.update_metadata(key, changes, self.node.now_ms()), request, Action.REGISTER,
-                          key)
+        return await self._done(self.replica.update_metadata(key, changes, self.node.now_ms()), request,
+                                Action.REGISTER, key)
 
-    def _done(self, found: bool, request: web.Request, action: Action, key: InstanceKey) -> web.Response:
+    async def _done(self, found: bool, request: web.Request, action: Action, key: InstanceKey) -> web.Response:
         if not found:
             return _not_found(request)
         self.node.committed()
         self.node.forward(request.headers, action, key)
+        await self.node.acknowledgeable()
         return web.Response(status=200)
 
     # ----- reads ---------------------------------------------------------------------------------------------

@@ -38,4 +38,5 @@ class EurekaPeerApi:
             else:
                 answers.append(apply_item(node.replica, item, now))
         node.committed()
+        await node.acknowledgeable()
         return web.Response(body=replication.render_answers(answers), content_type="application/json")

@@ -26,7 +26,9 @@ from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
 
 from . import collector
 from .discovery import Resolver, SrvLookup, peers_from_dns, system_resolver, system_srv
+from .acks import ReplicaAcks
 from .documents import DocumentCache
+from .durability import Durability
 from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
 from .instruments import Instruments
@@ -115,6 +117,9 @@ class Node:
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
         self._pushers: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self.durability = Durability(settings.data_dir, self.replica, settings.fsync) if settings.data_dir else None
+        self.acks = ReplicaAcks(settings.ack_replicas, settings.peer_timeout, self._probe, self._peer_urls
+                                ) if settings.ack_replicas else None
         self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.committed,
                                              settings.peer_timeout) if settings.eureka_peers else None
 
@@ -147,6 +152,9 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
+        if self.durability is not None:  # before anything is served or pulled
+            self.durability.restore(self.now_ms())
+            self.committed()
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
                                                                              ssl=client_context(s)))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
@@ -166,6 +174,8 @@ class Node:
             loops.append(self._follow_dns())
         if s.eureka_app:
             loops.append(self._register_self())
+        if self.durability is not None:
+            loops.append(self.durability.run())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -176,6 +186,8 @@ class Node:
         await asyncio.gather(*(stream.close() for stream in self._streams.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        if self.durability is not None:
+            self.durability.close()
 
     async def _every(self, seconds: float, action: Callable[[], object]) -> None:
         while True:
@@ -197,6 +209,8 @@ class Node:
         one frame each (a lease lasts 90 s; a frame costs the receiver more than the renewals in it). Pushers
         are woken before the feed's readers so that they run first: a change reaches the other nodes (and
         their watchers) before this node spends time on its own watch streams."""
+        if self.durability is not None:
+            self.durability.capture()
         if self.links:
             window = self.settings.push_window
             self._schedule_flush(window if urgent else max(window, RENEWAL_PUSH_WINDOW_S))
@@ -204,6 +218,25 @@ class Node:
         if changes:
             self.documents.note(changes, self.feed.publish(changes))
             self._note_activity(changes)
+
+    async def acknowledgeable(self) -> None:
+        """Returns once the client's write just made may be acknowledged: on disk when `--fsync always` asks for
+        it, and held by `--ack-replicas` peers (503 otherwise), both awaited at once."""
+        waits = []
+        if self.acks is not None:
+            waits.append(self.acks.wait(self.replica.log.head))
+        if self.durability is not None:
+            waits.append(self.durability.synced())
+        if waits:
+            await asyncio.gather(*waits)
+
+    def _peer_urls(self) -> list[str]:
+        return [url for url in self.links if url not in self._itself]
+
+    async def _probe(self, url: str) -> None:
+        """An anti-entropy exchange with one peer now, for the watermark its reply carries (acks.py)."""
+        if url in self.links:
+            await self._pull(url, self.replica.digest_for(url))
 
     def _note_activity(self, changes: list[Change]) -> None:
         """A DEBUG line per change (a fleet registers thousands a minute), counts for the INFO summary."""
@@ -387,6 +420,8 @@ class Node:
         except PeerUnavailable:
             return None
         self.metrics.digest_round_trip.observe(time.perf_counter() - start)
+        if self.acks is not None and isinstance(reply, DigestReply):
+            self.acks.held(url, reply.your_watermark)
         return reply
 
     async def _initial_sync(self) -> None:
