@@ -134,6 +134,11 @@ class Durability:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
 
+    def status(self) -> dict[str, object]:
+        """For /v1/status: where, how flushed, and how far the log has grown towards its next compaction."""
+        return {"path": self.path, "fsync": self.fsync, "generation": self.generation,
+                "log_bytes": self._log.size if self._log else 0, "snapshot_bytes": self.snapshot_bytes}
+
     # ----- after every change ------------------------------------------------------------------------------
 
     def capture(self) -> None:

@@ -38,5 +38,7 @@ class EurekaPeerApi:
             else:
                 answers.append(apply_item(node.replica, item, now))
         node.committed()
-        await node.acknowledgeable()
+        # On disk before the answer, as a client's write; not held for our peers: a Java peer gives up on a batch
+        # after 200 ms and would only send it again.
+        await node.acknowledgeable(replicas=False)
         return web.Response(body=replication.render_answers(answers), content_type="application/json")

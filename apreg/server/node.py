@@ -219,11 +219,11 @@ class Node:
             self.documents.note(changes, self.feed.publish(changes))
             self._note_activity(changes)
 
-    async def acknowledgeable(self) -> None:
+    async def acknowledgeable(self, replicas: bool = True) -> None:
         """Returns once the client's write just made may be acknowledged: on disk when `--fsync always` asks for
-        it, and held by `--ack-replicas` peers (503 otherwise), both awaited at once."""
+        it, and held by `--ack-replicas` peers (503 otherwise; with `replicas` only), both awaited at once."""
         waits = []
-        if self.acks is not None:
+        if self.acks is not None and replicas:
             waits.append(self.acks.wait(self.replica.log.head))
         if self.durability is not None:
             waits.append(self.durability.synced())

@@ -6,15 +6,13 @@ import time
 from typing import AsyncIterator
 
 import pytest
-from aiohttp import web
 
-from apreg.server.app import build_app
 from apreg.server.discovery import DnsLookupError, parse_target, peers_from_dns, srv_lookup
 from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
 
 from .dns_responder import DnsResponder
-from .harness import PortHold, eventually
+from .harness import PortHold, eventually, serve_node
 
 NAME = "_apreg._tcp.registry.test"
 
@@ -88,12 +86,8 @@ async def test_a_node_follows_a_changing_srv_answer_and_keeps_its_peers_through_
         for last in (1, 2, 3):
             settings = NodeSettings(host=f"127.0.0.{last}", port=port, node_id=f"n{last}", anti_entropy_interval=0.2,
                                     peers_dns=NAME, peers_dns_interval=0.2)
-            node = Node(settings, srv=lookup)
-            runner = web.AppRunner(build_app(node), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, settings.host, port, reuse_port=True).start()
-            runners.append(runner)
-            nodes.append(node)
+            nodes.append(Node(settings, srv=lookup))
+            runners.append(await serve_node(nodes[-1]))
 
         async def peers_are(*lasts: int) -> bool:
             return set(nodes[0].links) == {f"http://127.0.0.{last}:{port}" for last in lasts}

@@ -212,6 +212,9 @@ async def test_a_node_killed_right_after_acknowledging_comes_back_alone_with_its
             assert set(instances) == {f"i-{i}" for i in range(50)} - {"i-7"}
             assert instances["i-8"]["status"] == "OUT_OF_SERVICE"
             assert instances["i-9"]["metadata"]["color"] == "blue"
+            async with s.get(f"http://127.0.0.1:{port}/v1/status") as r:
+                shown = (await r.json())["data_dir"]
+            assert shown["path"] == str(data) and shown["fsync"] == "interval" and shown["generation"] == 1
         finally:
             again.terminate()
             _, stderr = again.communicate(timeout=10)
