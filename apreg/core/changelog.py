@@ -81,6 +81,10 @@ class ChangeLog:
     compact_after: int = 1024  # holes tolerated per track before compaction is considered at all
     _records: _Track = field(init=False)
     _renewals: _Track = field(init=False)
+    # The newest change and its origin (the replica that sent it to us, "" for our own), and the newest change
+    # from any other origin: enough to tell in O(1) that a peer would get only its own changes back.
+    _newest: tuple[int, str] = (0, "")
+    _newest_other: int = 0
 
     def __post_init__(self) -> None:
         self._records, self._renewals = _Track(self.compact_after), _Track(self.compact_after)
@@ -89,15 +93,30 @@ class ChangeLog:
         """Log a change to the entry's record, renewal, or both (a registration: one change, one sequence)."""
         self.head += 1
         if record:
+            self._noted(entry.record_from)
             if entry.record_seq:
                 self._records.vacate(entry.record_seq)
             entry.record_seq = self.head
             self._records.add(self.head, entry)
         if renewal:
+            self._noted(entry.renewal_from)
             if entry.renewal_seq:
                 self._renewals.vacate(entry.renewal_seq)
             entry.renewal_seq = self.head
             self._renewals.add(self.head, entry)
+
+    def _noted(self, origin: str) -> None:
+        newest, newest_origin = self._newest
+        if origin != newest_origin:
+            self._newest_other = newest
+        self._newest = (self.head, origin)
+
+    def newest_not_from(self, origin: str) -> int:
+        """At least the sequence of the newest change whose origin is not `origin` (0 if none). A bound, not
+        the exact figure: a change superseded since still counts. A node that has just pulled a peer's whole
+        registry asks this before paging through it to find nothing to send back."""
+        newest, newest_origin = self._newest
+        return self._newest_other if origin == newest_origin else newest
 
     def forget(self, entry: Entry) -> None:
         if entry.record_seq:

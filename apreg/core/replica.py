@@ -10,7 +10,7 @@ Both kinds live in one `Entry` per key (see entry.py for why).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Callable, Iterator, Mapping, NamedTuple
@@ -66,6 +66,9 @@ class Outgoing:
 class PeerState:
     replica: str = ""  # the peer's replica id, learned from its messages ("" until it answers)
     pushed: int = 0  # our log sequence up to which we have pushed to it
+    # Past `pushed`, our log up to here held nothing but the peer's own changes when last looked at (a pull of
+    # its registry): the next push reads the log from here, and still covers the range from `pushed`.
+    own_until: int = 0
     asked_ahead: int = 0  # the page start of a digest the shell sent before applying the page that ends there
 
 
@@ -409,9 +412,15 @@ class Replica:
         else:
             self.synced = True
         if reply.your_watermark < self.log.head:  # a repair push per page answered: sized like a page
-            page = self.log.since(reply.your_watermark, self.config.max_page_items)
-            delta = self._delta(page, reply.your_watermark, state.replica, now_ms)
-            self.outbox.append(Outgoing(peer, Push(delta)))
+            base = reply.your_watermark
+            page = (Page([], [], self.log.head, False) if self._only_its_own(state, base)
+                    else self.log.since(base, self.config.max_page_items))
+            self.outbox.append(Outgoing(peer, Push(self._delta(page, base, state.replica, now_ms))))
+
+    def _only_its_own(self, state: PeerState, since: int) -> bool:
+        """Whether every change after `since` came from this peer (which holds it): a delta to it would carry
+        nothing but the range, so none of the log needs reading."""
+        return bool(state.replica) and self.log.newest_not_from(state.replica) <= since
 
     def digest_for(self, peer: str, ahead_of: DigestReply | None = None) -> Digest:
         """Ask `peer` for what follows our watermark of it (everything, if we do not know its replica yet).
@@ -424,8 +433,19 @@ class Replica:
             since = self.watermarks.get(expect, 0) if expect else 0
         else:
             expect, since = ahead_of.delta.sender, ahead_of.delta.upto
-            state.asked_ahead = since
+            self.expect_page_after(peer, ahead_of)
         return Digest(self.replica_id, self.log.head, expect, since, tuple(sorted(self.watermarks.items())))
+
+    def expect_page_after(self, peer: str, reply: DigestReply) -> None:
+        """The page after `reply` is on its way unasked (asked ahead, or a streamed pull sends every page): so
+        applying `reply` asks `peer` for nothing more."""
+        self.peers[peer].asked_ahead = reply.delta.upto
+
+    def next_page(self, digest: Digest, previous: DigestReply, now_ms: int) -> DigestReply:
+        """The page after `previous`, our answer to `digest` (a streamed pull: the requester asked once)."""
+        reply = self.receive(replace(digest, expect=self.replica_id, since=previous.delta.upto), now_ms)
+        assert isinstance(reply, DigestReply)
+        return reply
 
     def _delta(self, page: Page, base: int, receiver: str, now_ms: int, direct: frozenset[str] = frozenset(),
                holds: Mapping[str, int] | None = None) -> Delta:
@@ -480,7 +500,11 @@ class Replica:
     def push_for(self, peer: str, now_ms: int) -> Push | None:
         """A push of what `peer` has not been sent yet, or None if there is nothing to send."""
         state = self.peers[peer]
-        page = self.log.since(state.pushed, self.config.max_batch_items)
+        start = max(state.pushed, state.own_until)
+        if self._only_its_own(state, start):  # e.g. while pulling its registry: nothing to page through
+            state.own_until = self.log.head
+            return None
+        page = self.log.since(start, self.config.max_batch_items)
         if page.more:  # too far behind for a push: its own anti-entropy pull catches it up
             state.pushed = self.log.head
             return None

@@ -6,6 +6,7 @@ messages to peers, publishes the core's changes to the feed, and logs what opera
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from apreg.eureka.replication import Action
 from apreg.logs import NODE
 from apreg.peer.auth import wall_ms
 from apreg.peer.stream import PeerStream
-from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable
+from apreg.peer.transport import PeerLink, PeerTransport, PeerUnavailable, PullUnsupported
 
 from . import collector
 from .discovery import Resolver, SrvLookup, peers_from_dns, system_resolver, system_srv
@@ -158,7 +159,8 @@ class Node:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=8,
                                                                              ssl=client_context(s)))
         self._transport = PeerTransport(self._session, s.secret.encode() if s.secret else None,
-                                        aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)))
+                                        aiohttp.ClientTimeout(total=s.peer_timeout, connect=min(1.0, s.peer_timeout)),
+                                        s.max_peer_body_bytes)
         self._streams = {url: PeerStream(link, self._transport) for url, link in self.links.items()}
         self._pushers = {url: asyncio.create_task(self._pusher(url)) for url in self.links}
         loops = [self._every(s.anti_entropy_interval, self._anti_entropy_round),
@@ -371,36 +373,75 @@ class Node:
             self.metrics.push_duration.labels(channel).observe(time.perf_counter() - start)
 
     async def _pull(self, url: str, digest: Digest) -> None:
-        """Send a digest and apply the pages it brings. While a page is applied the next one is already asked
-        for, so the peer encodes it meanwhile (a full pull takes about half as long as asking page by page). One
-        pull per peer at a time: an anti-entropy round that comes due meanwhile would only fetch the same pages."""
-        if url in self._pulling or url in self._itself:
+        """Send a digest and apply the pages it brings: streamed (transport.PeerTransport.pull), or page by page
+        from an older peer. One pull per peer at a time: an anti-entropy round that comes due meanwhile would
+        only fetch the same pages."""
+        link = self.links.get(url)
+        if link is None or url in self._pulling or url in self._itself:
             return
         self._pulling.add(url)
+        try:
+            if link.pulls_streamed:
+                await self._pull_streamed(url, link, digest)
+            else:
+                await self._pull_paged(url, digest)
+        finally:
+            self._pulling.discard(url)
+
+    async def _pull_streamed(self, url: str, link: PeerLink, digest: Digest) -> None:
+        """If the stream breaks off, the link backs off and the next anti-entropy round resumes from the pages
+        that arrived."""
+        assert self._transport is not None
+        start = time.perf_counter()
+        try:
+            async with contextlib.aclosing(self._transport.pull(link, digest)) as pages:
+                async for reply in pages:
+                    if start:
+                        self.metrics.digest_round_trip.observe(time.perf_counter() - start)
+                        start = 0.0
+                    if self._is_itself(url, reply):
+                        return
+                    if reply.more:
+                        self.replica.expect_page_after(url, reply)
+                    await self._apply_page(url, reply)
+        except PullUnsupported:
+            link.pulls_streamed = False
+            log.info("peer %s has no streamed pull (an older node): pulling page by page", url)
+            await self._pull_paged(url, digest)
+        except PeerUnavailable:
+            return
+
+    async def _pull_paged(self, url: str, digest: Digest) -> None:
+        """While a page is applied the next one is already asked for, so the peer encodes it meanwhile."""
         next_page: asyncio.Task[Message | None] | None = None
         try:
             reply = await self._ask(url, digest)
-            if isinstance(reply, DigestReply) and reply.delta.sender == self.replica.replica_id:
-                self._found_itself(url)
-                return
-            while isinstance(reply, DigestReply):
+            while isinstance(reply, DigestReply) and not self._is_itself(url, reply):
                 if reply.more:
                     next_page = asyncio.create_task(self._ask(url, self.replica.digest_for(url, ahead_of=reply)))
-                bulk = not self.replica.synced
-                self.anti_entropy.items_received += len(reply.delta.records) + len(reply.delta.renewals)
-                now_ms = self.now_ms()
-                self.replica.receive(reply, now_ms, peer=url)
-                self.metrics.observe_apply("anti_entropy", reply.delta.records, now_ms)
-                if bulk:
-                    collector.settle()  # the pulled records are long-lived: keep them out of collections
-                self.committed()
-                for follow_up in self.replica.take_outbox():
-                    await self._send(follow_up)
+                await self._apply_page(url, reply)
                 reply, next_page = (await next_page if next_page is not None else None), None
         finally:
-            self._pulling.discard(url)
             if next_page is not None:  # stopped (node shutting down) while a page was on its way
                 next_page.cancel()
+
+    async def _apply_page(self, url: str, reply: DigestReply) -> None:
+        bulk = not self.replica.synced
+        self.anti_entropy.items_received += len(reply.delta.records) + len(reply.delta.renewals)
+        now_ms = self.now_ms()
+        self.replica.receive(reply, now_ms, peer=url)
+        self.metrics.observe_apply("anti_entropy", reply.delta.records, now_ms)
+        if bulk:
+            collector.settle()  # the pulled records are long-lived: keep them out of collections
+        self.committed()
+        for follow_up in self.replica.take_outbox():
+            await self._send(follow_up)
+
+    def _is_itself(self, url: str, reply: DigestReply) -> bool:
+        if reply.delta.sender != self.replica.replica_id:
+            return False
+        self._found_itself(url)
+        return True
 
     def _found_itself(self, url: str) -> None:
         """A peer URL that answers with our own replica id (a name or address of this host that the start-up

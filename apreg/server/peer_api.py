@@ -12,10 +12,10 @@ import time
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from apreg.core.messages import DigestReply, Push
+from apreg.core.messages import Digest, DigestReply, Push
 from apreg.peer import auth, wire
 from apreg.peer.stream import CLOSE_TIMEOUT_S, STREAM_PATH
-from apreg.peer.transport import MESSAGES_PATH
+from apreg.peer.transport import MESSAGES_PATH, PULL_PATH, length_prefixed
 
 from .errors import Handler, error_response, read_body
 from .node import Node
@@ -41,6 +41,7 @@ class PeerApi:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(MESSAGES_PATH, self.message)
+        app.router.add_post(PULL_PATH, self.pull)
         app.router.add_get(STREAM_PATH, self.stream)
         app.on_shutdown.append(self.close_streams)
 
@@ -70,24 +71,59 @@ class PeerApi:
         return await handler(request)
 
     async def message(self, request: web.Request) -> web.Response:
-        body = await read_body(request, self.node.settings.max_peer_body_bytes)
-        try:
-            frame = wire.decode_frame(body)
-        except wire.WireError as exc:
-            self.node.rejected.peer += 1
-            log.warning("refused peer message from %s: %s", request.remote, exc)
-            return error_response(400, "bad_peer_message", str(exc))
-        self.node.received.posts += 1
+        frame = await self._frame(request)
+        if isinstance(frame, web.Response):
+            return frame
         reply = self.node.receive(frame.message)
         if reply is None:
             return web.Response(status=204)
         # The highest version both speak: an older peer gets what it reads, and learns nothing it must parse.
-        encoded = wire.encode(reply, wire.negotiate(frame.peer_versions))
-        if isinstance(reply, DigestReply):
-            counts = self.node.anti_entropy
-            counts.items_sent += len(reply.delta.records) + len(reply.delta.renewals)
-            counts.bytes_sent += len(encoded)
+        version = wire.negotiate(frame.peer_versions)
+        encoded = self._page(reply, version) if isinstance(reply, DigestReply) else wire.encode(reply, version)
         return web.Response(body=encoded, content_type="application/msgpack")
+
+    async def pull(self, request: web.Request) -> web.StreamResponse:
+        """A streamed pull (transport.PULL_PATH): one digest in, every page of the answer out, back to back. Each
+        page is made only once the previous one is written (a slow reader holds back the encoding, not memory),
+        and holds the loop no longer than an asked-for page does."""
+        frame = await self._frame(request)
+        if isinstance(frame, web.Response):
+            return frame
+        digest = frame.message
+        if not isinstance(digest, Digest):
+            return self._bad(request, f"a {type(digest).__name__} is not a pull request")
+        version = wire.negotiate(frame.peer_versions)
+        response = web.StreamResponse(headers={"Content-Type": "application/msgpack"})
+        await response.prepare(request)
+        reply = self.node.receive(digest)
+        while isinstance(reply, DigestReply):
+            await response.write(length_prefixed(self._page(reply, version)))
+            await asyncio.sleep(0)  # the write may not have waited: let other requests in between pages
+            reply = self.node.replica.next_page(digest, reply, self.node.now_ms()) if reply.more else None
+        await response.write_eof()
+        return response
+
+    async def _frame(self, request: web.Request) -> wire.Frame | web.Response:
+        """The request's peer frame, or the 400 that refuses it (counted and logged)."""
+        body = await read_body(request, self.node.settings.max_peer_body_bytes)
+        try:
+            frame = wire.decode_frame(body)
+        except wire.WireError as exc:
+            return self._bad(request, str(exc))
+        self.node.received.posts += 1
+        return frame
+
+    def _bad(self, request: web.Request, reason: str) -> web.Response:
+        self.node.rejected.peer += 1
+        log.warning("refused peer message from %s: %s", request.remote, reason)
+        return error_response(400, "bad_peer_message", reason)
+
+    def _page(self, reply: DigestReply, version: int) -> bytes:
+        encoded = wire.encode(reply, version)
+        counts = self.node.anti_entropy
+        counts.items_sent += len(reply.delta.records) + len(reply.delta.renewals)
+        counts.bytes_sent += len(encoded)
+        return encoded
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         """A peer's push stream: one push per binary frame, applied in order, nothing sent back."""

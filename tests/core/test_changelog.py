@@ -178,3 +178,63 @@ def test_a_pull_that_asks_ahead_gets_every_page_once() -> None:
     assert b.watermarks[a.replica_id] == a.log.head
     reply = a.receive(b.digest_for("a"), T0 + 3)  # a digest of its own resumes from the watermark
     assert isinstance(reply, DigestReply) and reply.delta.records == () and not reply.more
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["", "a", "b"]), st.booleans(), st.booleans()),
+                max_size=40))
+def test_newest_not_from_bounds_the_newest_change_of_any_other_origin(ops: list[tuple[int, str, bool, bool]]) -> None:
+    log, entries = ChangeLog(compact_after=1), [Entry(key=key(i)) for i in range(6)]
+    for i, origin, record, renewal in ops:
+        entry = entries[i]
+        if record:
+            entry.record_from = origin
+        if renewal or not record:
+            entry.renewal_from = origin
+        log.note(entry, record=record, renewal=renewal or not record)
+    for origin in ("", "a", "b", "c"):
+        page = log.since(0, 1000)
+        others = [seq for seq, e in page.records if e.record_from != origin]
+        others += [seq for seq, e in page.renewals if e.renewal_from != origin]
+        assert log.newest_not_from(origin) >= max(others, default=0)
+        if all(o == origin for _, o, _, _ in ops):
+            assert log.newest_not_from(origin) == 0
+
+
+def test_a_node_that_pulled_a_registry_sends_none_of_it_back_and_still_pushes_its_own_writes() -> None:
+    """After pulling more than a push holds, b's log is all a's: pushes to a carry nothing, the repair push answering each page credits a with b's whole log, and b's next own write goes to a
+    at once."""
+    a, b = pair(CoreConfig(max_page_items=50, max_batch_items=40))
+    for i in range(120):
+        a.register(info(f"i-{i}"), T0)
+    reply = a.receive(b.digest_for("a"), T0)
+    while isinstance(reply, DigestReply):
+        b.receive(reply, T0, peer="a")
+        assert b.push_for("a", T0) is None
+        answers = [a.receive(out.message, T0) for out in b.take_outbox()]  # the next digest, the repair push
+        reply = next((r for r in answers if r is not None), None)
+    assert len(b.records) == 120 and a.watermarks[b.replica_id] == b.log.head
+    b.register(info("i-b"), T0 + 1)
+    push = b.push_for("a", T0 + 1)
+    assert push is not None and [r.key for r in push.delta.records] == [InstanceKey("SVC", "i-b")]
+    a.receive(push, T0 + 1)
+    assert InstanceKey("SVC", "i-b") in a.records and a.watermarks[b.replica_id] == b.log.head
+
+
+def test_a_streamed_pull_brings_every_page_unasked() -> None:
+    """The responder pages on from its own last page; the requester, told each next page is coming, asks for
+    nothing and ends in sync."""
+    a, b = pair(CoreConfig(max_page_items=10))
+    for i in range(25):
+        a.register(info(f"i-{i}"), T0)
+    digest = b.digest_for("a")
+    reply = a.receive(digest, T0)
+    pages = 0
+    while isinstance(reply, DigestReply):
+        pages += 1
+        if reply.more:
+            b.expect_page_after("a", reply)
+        b.receive(reply, T0, peer="a")
+        assert not [o for o in b.take_outbox() if isinstance(o.message, Digest)]
+        reply = a.next_page(digest, reply, T0) if reply.more else None
+    assert pages == 5 and b.synced and b.watermarks[a.replica_id] == a.log.head
+    assert {k: r.stamp for k, r in b.records.items()} == {k: r.stamp for k, r in a.records.items()}

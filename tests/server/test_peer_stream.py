@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from apreg.core.config import CoreConfig
-from apreg.core.messages import Digest, Message, MessageType, Push
+from apreg.core.messages import Digest, DigestReply, Message, MessageType, Push
 from apreg.core.replica import Replica
 from apreg.eureka.codec import parse_register
 from apreg.peer import auth, wire
@@ -57,14 +57,22 @@ async def test_pushes_ride_the_streams_not_posts_and_converge(monkeypatch: pytes
         posted.append(message.type)
         return await post(self, link, message)
 
+    pulled: list[Digest] = []
+    pull = PeerTransport.pull
+
+    def recording_pull(self: PeerTransport, link: PeerLink, digest: Digest) -> AsyncGenerator[DigestReply, None]:
+        pulled.append(digest)
+        return pull(self, link, digest)
+
     monkeypatch.setattr(PeerTransport, "send", recording_post)
+    monkeypatch.setattr(PeerTransport, "pull", recording_pull)
     async with LocalCluster(3, secret=SECRET) as c:
         assert await eventually(lambda: settled(c))
         want = {f"i{k}" for k in range(30)}
         for k in range(30):
             assert (await c.request(k % 3, "POST", "/eureka/apps/svc", json_body=instance_body("svc", f"i{k}")))[0] == 204
         assert await eventually(lambda: same(c, [0, 1, 2], want))
-        assert MessageType.PUSH not in posted and MessageType.DIGEST in posted  # digests still go by POST
+        assert MessageType.PUSH not in posted and pulled  # digests go as streamed pulls
         for i in range(3):
             status = json.loads((await c.request(i, "GET", "/v1/status"))[1])
             assert all(peer["stream"] and peer["frames_sent"] > 0 for peer in status["peers"]), status["peers"]
