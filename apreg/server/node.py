@@ -236,7 +236,8 @@ class Node:
         return [url for url in self.links if url not in self._itself]
 
     async def _probe(self, url: str) -> None:
-        """An anti-entropy exchange with one peer now, for the watermark its reply carries (acks.py)."""
+        """An anti-entropy exchange with one peer now, for the watermark of our log its reply carries (acks.py,
+        through `_apply_page`); its repair push also brings the peer what a skipped or lost eager push did not."""
         if url in self.links:
             await self._pull(url, self.replica.digest_for(url))
 
@@ -426,6 +427,8 @@ class Node:
                 next_page.cancel()
 
     async def _apply_page(self, url: str, reply: DigestReply) -> None:
+        if self.acks is not None:
+            self.acks.held(url, reply.your_watermark)
         bulk = not self.replica.synced
         self.anti_entropy.items_received += len(reply.delta.records) + len(reply.delta.renewals)
         now_ms = self.now_ms()
@@ -461,8 +464,6 @@ class Node:
         except PeerUnavailable:
             return None
         self.metrics.digest_round_trip.observe(time.perf_counter() - start)
-        if self.acks is not None and isinstance(reply, DigestReply):
-            self.acks.held(url, reply.your_watermark)
         return reply
 
     async def _initial_sync(self) -> None:
