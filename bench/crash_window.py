@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -26,7 +27,7 @@ from _systems import WriteError, open_cluster, write_names  # noqa: E402
 WRITER = 0
 
 
-async def one_round(writes: int, concurrency: int, extra_args: list[str]) -> dict:
+async def one_round(writes: int, concurrency: int, extra_args: list[str]) -> dict[str, Any]:
     async with open_cluster("apreg", 3, extra_args) as cluster:
         for node in range(3):  # every link up before the burst
             await cluster.put(node, f"warm-{node}", 10)

@@ -33,6 +33,8 @@ import os
 import re
 from typing import Iterator
 
+from aiohttp import web
+
 from apreg.core.messages import Delta, Push
 from apreg.core.record import Record
 from apreg.core.replica import Replica
@@ -66,6 +68,7 @@ class Durability:
         self._written = 0  # records appended since start, and how many of them an fsync covers
         self._synced = 0
         self._io = asyncio.Lock()  # one fsync at a time, and never while the log file is being replaced
+        self.failure: str | None = None  # why the data dir cannot be written now (None: it can)
 
     # ----- start and stop ----------------------------------------------------------------------------------
 
@@ -137,7 +140,8 @@ class Durability:
     def status(self) -> dict[str, object]:
         """For /v1/status: where, how flushed, and how far the log has grown towards its next compaction."""
         return {"path": self.path, "fsync": self.fsync, "generation": self.generation,
-                "log_bytes": self._log.size if self._log else 0, "snapshot_bytes": self.snapshot_bytes}
+                "log_bytes": self._log.size if self._log else 0, "snapshot_bytes": self.snapshot_bytes,
+                "failure": self.failure}
 
     # ----- after every change ------------------------------------------------------------------------------
 
@@ -146,28 +150,53 @@ class Durability:
         if self._log is None:
             return
         records: list[Record] = []
+        upto = self._cursor
         while True:
-            page = self.replica.log.since(self._cursor, CAPTURE_PAGE)
+            page = self.replica.log.since(upto, CAPTURE_PAGE)
             records.extend(entry.record for _, entry in page.records if entry.record is not None)
-            self._cursor = page.upto
+            upto = page.upto
             if not page.more:
                 break
         if records:
-            self._log.append(_encode(records))
+            try:
+                self._log.append(_encode(records))
+            except OSError as exc:  # a full or failing disk: the next capture tries these records again
+                self._failed(f"cannot append to {os.path.basename(self._log.path)}: {exc.strerror or exc}")
+                return
             self._written += 1
+            self._recovered()
+        self._cursor = upto
 
     async def synced(self) -> None:
-        """Returns once what was captured so far is on disk, if the policy makes acknowledgements wait for it."""
+        """Returns once what was captured so far is on disk, if the policy makes acknowledgements wait for it;
+        503 while the data dir cannot be written (the write is applied, but would not survive a restart)."""
         if self.fsync == "always":
             await self._sync(self._written)
+        if self.failure is not None:
+            raise web.HTTPServiceUnavailable(reason="Not Durable", text=f"the write is applied here but not kept "
+                                             f"in the data dir {self.path}: {self.failure}")
 
     async def _sync(self, target: int) -> None:
         async with self._io:
             if self._synced >= target or self._log is None:
                 return  # an fsync that ran while this one waited covered it
             upto = self._written
-            await asyncio.to_thread(self._log.sync)
+            try:
+                await asyncio.to_thread(self._log.sync)
+            except OSError as exc:
+                self._failed(f"cannot flush {os.path.basename(self._log.path)}: {exc.strerror or exc}")
+                return
             self._synced = upto
+
+    def _failed(self, reason: str) -> None:
+        if self.failure is None:
+            log.error("data dir %s: %s; client writes get 503 until it works again", self.path, reason)
+        self.failure = reason
+
+    def _recovered(self) -> None:
+        if self.failure is not None:
+            log.warning("data dir %s: writable again (%s before)", self.path, self.failure)
+            self.failure = None
 
     # ----- in the background -------------------------------------------------------------------------------
 
@@ -176,10 +205,14 @@ class Durability:
         once the log has grown past its bound."""
         while True:
             await asyncio.sleep(FSYNC_INTERVAL_S)
+            self.capture()  # retries what a failed append left behind
             if self.fsync != "never":
                 await self._sync(self._written)
             if self._log is not None and self._log.size > max(self.compact_min_bytes, self.snapshot_bytes):
-                await self.compact()
+                try:
+                    await self.compact()
+                except OSError as exc:  # the old generation stays in use: nothing is lost, the log grows on
+                    log.error("data dir %s: compaction failed: %s", self.path, exc)
 
     async def compact(self) -> None:
         """Start a new generation: its log takes the appends at once, its snapshot is written meanwhile."""
@@ -189,8 +222,8 @@ class Durability:
             old = self._log
             old.sync()  # until the new snapshot is in place, the old log is what holds these records
             self._synced = self._written
+            self._log = recordlog.Appender(self._file("log", self.generation + 1))
             self.generation += 1
-            self._log = recordlog.Appender(self._file("log", self.generation))
             recordlog.sync_directory(self.path)
             old.close()
             records = [entry.record for entry in self.replica.entries.values()

@@ -8,6 +8,7 @@ its length cannot be trusted to find the next one.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -68,7 +69,14 @@ class Appender:
             self._write(MAGIC)
 
     def append(self, payload: bytes) -> None:
-        self._write(frame(payload))
+        """One record, or none: a write that fails part way (a full disk) is cut off again, so the records
+        appended after it stay readable."""
+        try:
+            self._write(frame(payload))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+            raise
 
     def sync(self) -> None:
         os.fsync(self.fd)

@@ -3,6 +3,7 @@ killed with SIGKILL right after acknowledging writes that comes back, alone, wit
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey, Status
@@ -165,6 +167,41 @@ async def test_always_makes_acknowledgements_wait_for_an_fsync_that_concurrent_o
         # The first write's fsync covers it alone, the second covers the nine that came meanwhile.
         assert len(flushed) == fsyncs and (policy != "always" or seen == [1] + [2] * 9)
         durability.close()
+
+
+async def test_a_full_disk_answers_503_keeps_the_records_and_recovers(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    r = replica()
+    durability = Durability(str(tmp_path), r)
+    durability.restore(NOW)
+    r.register(info("i-1"), NOW)
+    durability.capture()
+    write = os.write
+    calls = 0
+
+    def full_after_a_few_bytes(fd: int, data: bytes | memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return write(fd, bytes(data)[:5])  # part of the record, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_after_a_few_bytes)
+    r.register(info("i-2"), NOW + 1)
+    durability.capture()
+    with pytest.raises(web.HTTPServiceUnavailable) as refused:
+        await durability.synced()
+    assert "No space left on device" in refused.value.text  # type: ignore[operator]
+    assert durability.status()["failure"]
+    monkeypatch.setattr(os, "write", write)
+    r.register(info("i-3"), NOW + 2)
+    durability.capture()  # retries i-2 along with i-3
+    await durability.synced()
+    durability.close()
+    again, restored = _restored(tmp_path)
+    assert {k.instance_id for k in again.records} == {"i-1", "i-2", "i-3"}
+    assert recordlog.read(str(tmp_path / "log-00000001")).torn_bytes == 0  # the partial record was cut off
+    restored.close()
 
 
 def test_a_corrupt_snapshot_and_a_directory_in_use_stop_the_start_with_one_line(tmp_path: Path) -> None:
