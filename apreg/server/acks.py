@@ -4,8 +4,9 @@ A peer holds a write once its watermark of this node's change log reaches the wr
 anti-entropy reply carries it (`DigestReply.your_watermark`, the prefix of our log the peer holds all of), and
 a later change of the same key counts too (it supersedes the write). While writes wait, the node asks the peers
 that do not hold them yet for that reply, in rounds right behind the eager push: a digest, which costs a
-constant when the two are in sync. A write that times out is not undone: it stays applied here and still replicates; the 503 says only
-that K peers did not confirm it in time (the client may retry: a registration is idempotent).
+constant when the two are in sync. A write that times out is not undone: it stays applied here and still
+replicates; the 503 says only that K peers did not confirm it in time (the client may retry: a registration is
+idempotent).
 """
 from __future__ import annotations
 

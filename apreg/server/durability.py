@@ -98,9 +98,9 @@ class Durability:
             name = self._name("snapshot", base)
             scan = self._scan(name)
             if scan.torn_bytes:
-                raise DataDirError(f"data dir {self.path}: snapshot {name} is corrupt (the {scan.torn_bytes} bytes from "
-                                   f"offset {scan.valid_bytes} are cut short or fail their checksum): move it away to "
-                                   "start from the logs after it and the peers")
+                raise DataDirError(f"data dir {self.path}: snapshot {name} is corrupt (the {scan.torn_bytes} bytes "
+                                   f"from offset {scan.valid_bytes} are cut short or fail their checksum): move it "
+                                   "away to start from the logs after it and the peers")
             replayed += self._replay(name, scan.payloads, now_ms)
             self.snapshot_bytes = scan.valid_bytes
         logs = sorted(g for kind, g in files if kind == "log" and g >= base)
