@@ -61,6 +61,8 @@ class ReplicaAcks:
 
     async def _probe_rounds(self) -> None:
         """Ask the peers that do not yet hold the latest waiting write, round after round, while writes wait."""
+        peers = set(self._peers())
+        self.marks = {peer: mark for peer, mark in self.marks.items() if peer in peers}  # removed peers: released
         while self._waiting:
             latest = max(self._waiting.values())
             await asyncio.gather(*(self._probe(peer) for peer in self._peers() if self.marks.get(peer, 0) < latest))
