@@ -20,7 +20,7 @@ from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceKey, Status
 from apreg.core.replica import Replica
 from apreg.server import recordlog
-from apreg.server.durability import DataDirError, Durability
+from apreg.server.durability import COMPACT_MIN_BYTES, DataDirError, Durability
 
 from ..core.strategies import info, state
 from .harness import eventually, free_port, instance_body
@@ -70,17 +70,22 @@ def _held(r: Replica) -> dict[InstanceKey, object]:
     return {key: state(record) for key, record in r.records.items()}
 
 
-def _restored(path: Path, **options: object) -> tuple[Replica, Durability]:
-    again = replica()
-    durability = Durability(str(path), again, **options)  # type: ignore[arg-type]
-    durability.restore(NOW + 1000)
-    return again, durability
+def _opened(path: Path, fsync: str = "interval", compact_min_bytes: int = COMPACT_MIN_BYTES,
+            at: int = NOW) -> tuple[Replica, Durability]:
+    """A fresh replica restored from the data dir at `path` (creating it) at time `at`."""
+    r = replica()
+    durability = Durability(str(path), r, fsync, compact_min_bytes)
+    durability.restore(at)
+    return r, durability
+
+
+def _restored(path: Path) -> tuple[Replica, Durability]:
+    return _opened(path, at=NOW + 1000)
 
 
 async def test_a_restored_replica_holds_every_record_written_before(tmp_path: Path) -> None:
-    first = replica()
-    durability = Durability(str(tmp_path), first)
-    assert durability.restore(NOW) == 0
+    first, durability = _opened(tmp_path)
+    assert first.index.count == 0
     _written(first)
     durability.capture()
     durability.close()
@@ -94,9 +99,7 @@ async def test_a_restored_replica_holds_every_record_written_before(tmp_path: Pa
 
 
 async def test_compaction_starts_a_generation_and_every_crash_point_restores_the_same(tmp_path: Path) -> None:
-    first = replica()
-    durability = Durability(str(tmp_path), first, compact_min_bytes=0)
-    durability.restore(NOW)
+    first, durability = _opened(tmp_path, compact_min_bytes=0)
     _written(first)
     durability.capture()
     old_log = (tmp_path / "log-00000001").read_bytes()
@@ -119,9 +122,7 @@ async def test_compaction_starts_a_generation_and_every_crash_point_restores_the
 
 async def test_a_torn_tail_is_dropped_with_a_warning_and_the_log_continues(tmp_path: Path,
                                                                            caplog: pytest.LogCaptureFixture) -> None:
-    first = replica()
-    durability = Durability(str(tmp_path), first)
-    durability.restore(NOW)
+    first, durability = _opened(tmp_path)
     _written(first)
     durability.capture()
     durability.close()
@@ -152,9 +153,7 @@ async def test_always_makes_acknowledgements_wait_for_an_fsync_that_concurrent_o
 
     monkeypatch.setattr(recordlog.Appender, "sync", timed_sync)
     for policy, fsyncs in (("always", 2), ("interval", 0)):
-        r = replica()
-        durability = Durability(str(tmp_path / policy), r, fsync=policy)
-        durability.restore(NOW)
+        r, durability = _opened(tmp_path / policy, fsync=policy)
         flushed.clear()
 
         async def write(i: int) -> int:
@@ -171,9 +170,7 @@ async def test_always_makes_acknowledgements_wait_for_an_fsync_that_concurrent_o
 
 async def test_a_full_disk_answers_503_keeps_the_records_and_recovers(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    r = replica()
-    durability = Durability(str(tmp_path), r)
-    durability.restore(NOW)
+    r, durability = _opened(tmp_path)
     r.register(info("i-1"), NOW)
     durability.capture()
     write = os.write
@@ -205,8 +202,7 @@ async def test_a_full_disk_answers_503_keeps_the_records_and_recovers(tmp_path: 
 
 
 def test_a_corrupt_snapshot_and_a_directory_in_use_stop_the_start_with_one_line(tmp_path: Path) -> None:
-    held = Durability(str(tmp_path), replica())
-    held.restore(NOW)
+    _, held = _opened(tmp_path)
     with pytest.raises(DataDirError, match="in use by another apreg process"):
         Durability(str(tmp_path), replica()).restore(NOW)
     held.close()
