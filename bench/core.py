@@ -52,8 +52,8 @@ def populated(name: str, n: int, config: CoreConfig, peers: tuple[str, ...], hos
     for i in range(n):
         replica.register(instance(i, host), T0 + i // 1000)
         if i % 1000 == 0:
-            replica.take_changes()  # the shell drains the change feed as it goes
-    replica.take_changes()
+            replica.take_effects()  # the shell drains the effects as it goes
+    replica.take_effects()
     return replica
 
 
@@ -65,15 +65,14 @@ def pull_over_wire(requester: Replica, responder: Replica, now: int) -> None:
                                                           now)))  # type: ignore[arg-type]
         assert isinstance(reply, DigestReply)
         requester.receive(reply, now, peer="a")
-        requester.take_outbox()
-        requester.take_changes()
+        requester.take_effects()
         more = reply.more
 
 
 def receive_all(replica: Replica, pushes: list[Push], now: int) -> None:
     for push in pushes:
         replica.receive(push, now)
-        replica.take_changes()
+        replica.take_effects()
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -95,7 +94,7 @@ def exchange(requester: Replica, responder: Replica, now: int) -> tuple[Digest, 
     reply = responder.receive(digest, now)
     assert isinstance(reply, DigestReply)
     requester.receive(reply, now, peer="a")
-    for out in requester.take_outbox():
+    for out in requester.take_effects().messages:
         if isinstance(out.message, Push):
             responder.receive(out.message, now)
     return digest, reply

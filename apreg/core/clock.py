@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .errors import ClockSkewError
+
 
 class Timestamp(NamedTuple):
     """(wall_ms, logical, replica): ordered lexicographically; the replica id breaks exact ties."""
@@ -19,10 +21,6 @@ class Timestamp(NamedTuple):
 
 
 ZERO = Timestamp(0, 0, "")
-
-
-class ClockSkewError(ValueError):
-    """A remote timestamp is further ahead of our wall clock than `max_skew_ms` allows."""
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .clock import ZERO, Timestamp
 
@@ -37,6 +38,16 @@ class Lease:
 
     def expired(self, now_ms: int, duration_ms: int) -> bool:
         return now_ms >= self.anchor_ms + duration_ms
+
+
+class LeaseView(NamedTuple):
+    """One instance's lease as this node sees it, read-only, for the shell to render. A NamedTuple (built in C):
+    one is made for every instance rendered."""
+
+    renewal_interval_ms: int
+    duration_ms: int
+    first_seen_ms: int  # when this node first saw the instance; 0 once it has forgotten the key (purged)
+    last_renewal_ms: int  # on this node's clock; 0 likewise
 
 
 def expected_renewals(now_ms: int, first_seen_ms: int, window_ms: int, interval_ms: int) -> float:

@@ -4,7 +4,7 @@ Message type numbers are part of the protocol: only ever append to `MessageType`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from .clock import Timestamp
@@ -58,6 +58,10 @@ class Digest:
     since: int
     holds: tuple[tuple[str, int], ...] = ()  # the requester's watermarks: what it holds from each replica
     type: MessageType = MessageType.DIGEST
+
+    def after(self, page: DigestReply) -> Digest:
+        """The same request for the page after `page`, one of its answers (streamed and asked-ahead pulls)."""
+        return replace(self, expect=page.delta.sender, since=page.delta.upto)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,23 @@ class Transition:
     status: PreservationStatus
 
 
+@dataclass(frozen=True, slots=True)
+class PreservationView:
+    """The mode's state and settings at one moment, read-only, for status documents, metrics and log lines."""
+
+    active: bool
+    enabled: bool
+    window_ms: int
+    renewal_threshold: float
+    min_missing_instances: float
+    transitions: int
+    last: PreservationStatus
+    engaged_by: PreservationStatus | None
+    engaged_at_ms: int
+    holds_until_ms: int
+    releases_by_ms: int
+
+
 @dataclass(slots=True)
 class SelfPreservation:
     """The engage/hold/release state machine; counts come in, a decision comes out."""
@@ -119,6 +136,11 @@ class SelfPreservation:
     def _below(self, figures: PreservationStatus) -> bool:
         return (self.enabled and figures.renewals_in_window < figures.threshold
                 and figures.instances_missing > self.min_missing_instances)
+
+    def view(self) -> PreservationView:
+        return PreservationView(self.active, self.enabled, self.window_ms, self.renewal_threshold,
+                                self.min_missing_instances, self.transitions, self.last, self.engaged_by,
+                                self.engaged_at_ms, self.holds_until_ms, self.releases_by_ms)
 
     def take_transitions(self) -> list[Transition]:
         out, self.pending = self.pending, []

@@ -2,7 +2,7 @@
 
 Parsing is as lenient as Eureka's own decoder about spelling and scalar types (clients in the wild disagree on
 both) but rejects anything that would store wrong data, so the core only ever sees a valid `InstanceInfo`.
-Rendering lives in `render.py`.
+Rendering lives in `render.py`; what both share (field tables, the rendered view) in `views.py`.
 """
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from apreg.core.instance import InstanceInfo, Status
 from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, valid_lease_s
+from apreg.server.errors import CodecError
+
+from .views import AUTO_STRINGS, XML_ILLEGAL
 
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
@@ -23,54 +25,9 @@ MAX_METADATA_CHARS = 256 * 1024  # keys and values of one metadata map together 
 MAX_METADATA_PARAMS = 64  # entries in one `PUT .../metadata?k=v` update
 MAX_TIMESTAMP_MS = 2**63 - 1  # Java long
 
-# Optional string fields in the order Eureka writes them (before isCoordinatingDiscoveryServer).
-AUTO_STRINGS = (
-    ("appGroupName", "app_group_name"),
-    ("homePageUrl", "home_page_url"),
-    ("statusPageUrl", "status_page_url"),
-    ("healthCheckUrl", "health_check_url"),
-    ("secureHealthCheckUrl", "secure_health_check_url"),
-    ("vipAddress", "vip_address"),
-    ("secureVipAddress", "secure_vip_address"),
-)
-# Characters XML 1.0 cannot carry at all (not even escaped); lone surrogates included.
-XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _XML_NAME_ESCAPE = re.compile(r"_(_|-|\.[0-9a-fA-F]{4})")
-
-
-class CodecError(ValueError):
-    """A client input that cannot be accepted.
-
-    `error` is a short slug for the JSON error body; `detail` is human text that names the offending field.
-    """
-
-    def __init__(self, error: str, detail: str) -> None:
-        super().__init__(f"{error}: {detail}")
-        self.error = error
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseTimes:
-    """What the node knows about a lease; rendered into `leaseInfo`, which clients never send us truthfully."""
-
-    renewal_interval_s: float
-    duration_s: float
-    registration_ms: int
-    last_renewal_ms: int
-    eviction_ms: int = 0
-    service_up_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceView:
-    """One instance as rendered: its record, its lease and, in a delta, what happened to it."""
-
-    info: InstanceInfo
-    lease: LeaseTimes
-    action: str | None = None  # "ADDED" | "MODIFIED" | "DELETED"
 
 
 # ---------------------------------------------------------------------------------------------------------------

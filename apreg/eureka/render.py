@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from apreg.core.instance import Status
 
-from .codec import AUTO_STRINGS, XML_ILLEGAL, InstanceView
+from .views import AUTO_STRINGS, XML_ILLEGAL, InstanceView
 
 FORMATS = ("json", "xml")
 EMPTY_MAP_CLASS = "java.util.Collections$EmptyMap"

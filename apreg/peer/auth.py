@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from apreg.server.errors import AuthError
+
 TIMESTAMP_HEADER = "X-Apreg-Timestamp"
 SIGNATURE_HEADER = "X-Apreg-Signature"
 FRAME_METHOD = "WS"
@@ -29,10 +31,6 @@ _FRAME_HEAD = struct.Struct(">Q32s")  # timestamp ms, raw HMAC-SHA256
 def wall_ms() -> int:
     """Unix time in ms: what signatures carry and are checked against (and the node's default clock)."""
     return time.time_ns() // 1_000_000
-
-
-class AuthError(ValueError):
-    """The request is not signed, the signature is wrong, or its timestamp is outside the window (either way)."""
 
 
 def _mac(secret: bytes, timestamp: str, method: str, path: str, body: bytes) -> bytes:

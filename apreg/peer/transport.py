@@ -15,10 +15,12 @@ import struct
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Callable
 
 import aiohttp
 
 from apreg.core.messages import Digest, DigestReply, Message
+from apreg.server.errors import PeerUnavailable
 
 from . import auth, wire
 
@@ -30,18 +32,6 @@ PAGE_LENGTH = struct.Struct(">I")  # before each page of a streamed pull
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)  # what a send to an unreachable peer raises
-
-
-class PeerUnavailable(Exception):
-    """The peer did not take the message (refused, timed out, or answered with an error)."""
-
-
-class PullUnsupported(Exception):
-    """The peer has no streamed pull (an older node): ask it page by page."""
-
-
-def length_prefixed(frame: bytes) -> bytes:
-    return PAGE_LENGTH.pack(len(frame)) + frame
 
 
 @dataclass(slots=True)
@@ -60,9 +50,10 @@ class PeerLink:
     wire_version: int = wire.OLDEST  # what we send it: its last answer's best common version (wire.negotiate)
     pulls_streamed: bool = True  # False once it answered a streamed pull with 404 (until it fails: an upgrade)
     rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic  # seconds; injected by tests of back-off
 
     def ready(self) -> bool:
-        return time.monotonic() >= self.retry_at
+        return self.clock() >= self.retry_at
 
     def succeeded(self) -> None:
         if not self.reachable:
@@ -81,7 +72,7 @@ class PeerLink:
         self.reachable, self.last_error, self.auth_refused = False, error, auth_refused
         self.pulls_streamed = True  # it may come back as a newer node
         delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16))
-        self.retry_at = time.monotonic() + self.rng.uniform(0, delay)  # full jitter
+        self.retry_at = self.clock() + self.rng.uniform(0, delay)  # full jitter
 
     def delivered(self) -> None:
         self.succeeded()
@@ -97,12 +88,19 @@ class PeerLink:
         return PeerUnavailable(error)
 
 
+class PullUnsupported(Exception):
+    """The peer has no streamed pull (an older node): ask it page by page."""
+
+
+def length_prefixed(frame: bytes) -> bytes:
+    return PAGE_LENGTH.pack(len(frame)) + frame
+
+
 @dataclass(slots=True)
 class PeerTransport:
     session: aiohttp.ClientSession
     secret: bytes | None
     timeout: aiohttp.ClientTimeout
-
     max_page_bytes: int = 64 * 1024 * 1024  # a streamed page longer than this is refused (as bodies are)
     reply_bytes: int = 0  # bytes of every reply read (anti-entropy pages: pushes are answered with empty 204s)
 

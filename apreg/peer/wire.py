@@ -33,6 +33,7 @@ from apreg.core.clock import ZERO, Timestamp
 from apreg.core.instance import InstanceInfo, InstanceKey, shared_map
 from apreg.core.messages import Delta, Digest, DigestReply, Message, MessageType, Push, RenewalUpdate
 from apreg.core.record import Record
+from apreg.server.errors import WireError
 
 WIRE_VERSIONS = range(1, 3)  # the versions this node reads and writes
 OLDEST, NEWEST = WIRE_VERSIONS[0], WIRE_VERSIONS[-1]
@@ -52,10 +53,6 @@ _TIMESTAMPS_AT = tuple(INSTANCE_FIELDS.index(name) for name in ("last_updated_ti
                                                                   "registered_ms"))
 _values = attrgetter(*INSTANCE_FIELDS)  # one C call per instance; statuses pack as their (str) values
 _ONLY_STR, _ONLY_INT = frozenset({str}), frozenset({int})  # exact types: a bool is no counter
-
-
-class WireError(ValueError):
-    """A peer frame that is not valid protocol: garbage, an unknown type, a missing or mistyped field."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,9 @@ from typing import Callable, Generator, Generic, Hashable, Iterable, Mapping, Ty
 
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
-from apreg.core.lease import Lease
 from apreg.core.replica import Action, Change, Replica
 from apreg.eureka import render
-from apreg.eureka.codec import InstanceView, LeaseTimes
+from apreg.eureka.views import InstanceView, LeaseTimes
 from apreg.eureka.gzip_join import Piece, compress, concat, gzip_member, stored
 
 from .feed import ChangeFeed, FeedEvent
@@ -48,11 +47,11 @@ Steps = Generator[None, None, "Piece | None"]
 M = TypeVar("M")
 
 
-def instance_view(replica: Replica, info: InstanceInfo, lease: Lease, action: str | None = None) -> InstanceView:
+def instance_view(replica: Replica, info: InstanceInfo, action: str | None = None) -> InstanceView:
     """An instance with this node's lease times, ready for the renderer."""
-    times = LeaseTimes(renewal_interval_s=replica.renewal_interval_ms(info) / 1000,
-                       duration_s=replica.lease_duration_ms(info) / 1000,
-                       registration_ms=lease.first_seen_ms, last_renewal_ms=lease.anchor_ms,
+    lease = replica.lease_view(info)
+    times = LeaseTimes(renewal_interval_s=lease.renewal_interval_ms / 1000, duration_s=lease.duration_ms / 1000,
+                       registration_ms=lease.first_seen_ms, last_renewal_ms=lease.last_renewal_ms,
                        service_up_ms=info.service_up_timestamp)
     return InstanceView(info, times, action)
 
@@ -61,7 +60,7 @@ def entry_view(replica: Replica, entry: Entry) -> InstanceView:
     """A visible entry's instance, as `instance_view`."""
     record = entry.record
     assert record is not None and record.info is not None, "only visible entries are indexed"
-    return instance_view(replica, record.info, entry)
+    return instance_view(replica, record.info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,9 +309,7 @@ class DocumentCache:
 
     def _event_view(self, event: FeedEvent) -> InstanceView:
         """A delta entry: the instance as the change left it (a DELETED one: its last copy), with its lease."""
-        entry = self.replica.entries.get(event.key)
-        return instance_view(self.replica, event.info, entry if entry is not None else Lease(),
-                             DELTA_ACTIONS[event.action])
+        return instance_view(self.replica, event.info, DELTA_ACTIONS[event.action])
 
 
 @dataclass(slots=True)

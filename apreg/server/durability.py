@@ -1,7 +1,7 @@
 """`--data-dir`: what the core applied, kept on disk, so a restarted node comes back with what it acknowledged.
 
 The core stays pure: after each change the shell takes the records the core's change log holds since the last
-capture (`capture`, from Node.committed) and appends them, in the peer wire encoding, as one record of the log;
+capture (`capture`, from Node._act) and appends them, in the peer wire encoding, as one record of the log;
 at start it replays the snapshot and the logs into the Replica as a push (`restore`), before the node serves.
 Records merge as a join (commutative, idempotent), so replaying more than needed, or out of order, is harmless:
 that is what makes the crash points below safe without a second bookkeeping of sequence numbers.
@@ -93,7 +93,7 @@ class Durability:
             raise DataDirError(f"data dir {self.path}: {exc.strerror or exc}") from None
         snapshots = sorted(g for kind, g in files if kind == "snapshot")
         base = snapshots[-1] if snapshots else 0
-        rejected, replayed = self.replica.counters.rejected_items, 0
+        rejected, replayed = self.replica.status().counters.rejected_items, 0
         if base:
             name = self._name("snapshot", base)
             scan = self._scan(name)
@@ -118,7 +118,7 @@ class Durability:
         self.generation = logs[-1] if logs else max(base, 1)
         self._log = recordlog.Appender(self._file("log", self.generation), valid if logs else 0)
         self._cursor = self.replica.log.head  # what was just replayed is on disk already
-        skipped = self.replica.counters.rejected_items - rejected
+        skipped = self.replica.status().counters.rejected_items - rejected
         if skipped:
             log.warning("data dir %s: %d restored records refused (stamped further ahead of this clock than "
                         "--max-clock-skew: did the clock go back?)", self.path, skipped)
@@ -147,7 +147,7 @@ class Durability:
 
     def capture(self) -> None:
         """Append the records the core applied since the last capture (their latest versions), as one log record."""
-        if self._log is None:
+        if self._log is None or self._cursor == self.replica.log.head:  # the driver calls this every turn
             return
         records: list[Record] = []
         upto = self._cursor
@@ -226,8 +226,9 @@ class Durability:
             self.generation += 1
             recordlog.sync_directory(self.path)
             old.close()
-            records = [entry.record for entry in self.replica.entries.values()
-                       if entry.record is not None and not (entry.evicted and entry.record.info is not None)]
+            replica = self.replica  # tombstones, and the instances not evicted here
+            records = [record for key, record in replica.records.items()
+                       if record.info is None or replica.visible(key) is not None]
         name = self._file("snapshot", self.generation)
         self.snapshot_bytes = await asyncio.to_thread(recordlog.write_file, name, _batches(records))
         self._remove_older_than(self.generation)

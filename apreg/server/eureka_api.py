@@ -11,13 +11,13 @@ from typing import Callable, Generator
 
 from aiohttp import web
 
-from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey, Status
 from apreg.eureka import codec, render
+from apreg.eureka.views import InstanceView
 from apreg.eureka.gzip_join import Piece, gzip_member, inflate
 from apreg.eureka.replication import Action
 
-from .documents import Built, SmallDocument, SmallDocuments, entry_view
+from .documents import Built, SmallDocument, SmallDocuments, entry_view, instance_view
 from .errors import error_response, read_body
 from .node import Node, run_steps
 
@@ -60,8 +60,7 @@ class EurekaApi:
         body = await read_body(request, self.node.settings.max_body_bytes)
         now = self.node.now_ms()  # one reading: the instance, its stamp and its lease then share one int
         info = codec.parse_register(body, request.content_type, request.match_info["app"], now)
-        self.replica.register(info, now)
-        self.node.committed()
+        self.node.write(lambda replica, now: replica.register(info, now), now)
         self.node.forward(request.headers, Action.REGISTER, info.key)
         await self.node.acknowledgeable()
         return web.Response(status=204)
@@ -69,29 +68,28 @@ class EurekaApi:
     async def renew(self, request: web.Request) -> web.Response:
         last_dirty = codec.parse_timestamp(request.query.get("lastDirtyTimestamp"), "lastDirtyTimestamp")
         key = _key(request)
-        renewed = self.replica.renew(key, self.node.now_ms(), last_dirty)
-        if not renewed:
+        if not self.node.write(lambda replica, now: replica.renew(key, now, last_dirty)):
             return web.Response(status=404)  # empty: Eureka clients re-register on it
-        self.node.committed(urgent=False)
         self.node.forward(request.headers, Action.HEARTBEAT, key)
         return web.Response(status=200)
 
     async def cancel(self, request: web.Request) -> web.Response:
         key = _key(request)
-        return await self._done(self.replica.cancel(key, self.node.now_ms()), request, Action.CANCEL, key)
+        found = self.node.write(lambda replica, now: replica.cancel(key, now))
+        return await self._done(found, request, Action.CANCEL, key)
 
     async def set_status(self, request: web.Request) -> web.Response:
         status = codec.parse_status(request.query.get("value"), required=True)
         assert status is not None
         key = _key(request)
-        return await self._done(self.replica.set_status(key, status, self.node.now_ms()), request,
-                                Action.STATUS_UPDATE, key)
+        found = self.node.write(lambda replica, now: replica.set_status(key, status, now))
+        return await self._done(found, request, Action.STATUS_UPDATE, key)
 
     async def remove_status(self, request: web.Request) -> web.Response:
         fallback = codec.parse_status(request.query.get("value"), required=False) or Status.UNKNOWN
         key = _key(request)
-        return await self._done(self.replica.remove_status(key, fallback, self.node.now_ms()), request,
-                                Action.DELETE_STATUS_OVERRIDE, key)
+        found = self.node.write(lambda replica, now: replica.remove_status(key, fallback, now))
+        return await self._done(found, request, Action.DELETE_STATUS_OVERRIDE, key)
 
     async def update_metadata(self, request: web.Request) -> web.Response:
         key = _key(request)
@@ -100,13 +98,12 @@ class EurekaApi:
             return _not_found(request)
         changes = codec.parse_metadata_update(request.query, record.info.metadata)
         # Eureka replicates a metadata change as a Register of the whole instance (InstanceResource).
-        return await self._done(self.replica.update_metadata(key, changes, self.node.now_ms()), request,
-                                Action.REGISTER, key)
+        found = self.node.write(lambda replica, now: replica.update_metadata(key, changes, now))
+        return await self._done(found, request, Action.REGISTER, key)
 
     async def _done(self, found: bool, request: web.Request, action: Action, key: InstanceKey) -> web.Response:
         if not found:
             return _not_found(request)
-        self.node.committed()
         self.node.forward(request.headers, action, key)
         await self.node.acknowledgeable()
         return web.Response(status=200)
@@ -154,17 +151,17 @@ class EurekaApi:
         return await _reply(request, await _inflate(piece))
 
     async def get_instance(self, request: web.Request) -> web.Response:
-        key = _key(request)
-        if self.replica.visible(key) is None:
+        record = self.replica.visible(_key(request))
+        if record is None or record.info is None:
             return _not_found(request)
-        return self._instance(request, self.replica.entries[key])
+        return self._instance(request, instance_view(self.replica, record.info))
 
     async def get_instance_by_id(self, request: web.Request) -> web.Response:
         entry = self.replica.index.by_instance_id(request.match_info["id"])
-        return _not_found(request) if entry is None else self._instance(request, entry)
+        return _not_found(request) if entry is None else self._instance(request, entry_view(self.replica, entry))
 
-    def _instance(self, request: web.Request, entry: Entry) -> web.Response:
-        body = render.render_instance(entry_view(self.replica, entry), _format(request))
+    def _instance(self, request: web.Request, view: InstanceView) -> web.Response:
+        body = render.render_instance(view, _format(request))
         response = web.Response(body=body, content_type=_content_type(request), headers=VARY)
         response.enable_compression()  # gzip or deflate, only when the client's Accept-Encoding asks for it
         return response

@@ -33,7 +33,7 @@ from apreg.eureka import codec, render
 from apreg.eureka.replication import BATCH_PATH, REPLICATION_HEADER, Action, Answer, Item, item_dict, parse_answers, \
     render_batch
 
-from .documents import entry_view
+from .documents import instance_view
 from .settings import NodeSettings
 
 log = logging.getLogger("apreg.eureka_peers")
@@ -65,7 +65,7 @@ def apply_item(replica: Replica, item: Item, now_ms: int) -> Answer:
             return Answer(200)
         if item.last_dirty_ms > ours:
             return Answer(404)  # the sender's copy is newer: it registers it with us
-        return Answer(409, render.instance_dict(entry_view(replica, replica.entries[key])))  # ours is newer
+        return Answer(409, render.instance_dict(instance_view(replica, current.info)))  # ours is newer
     if item.action is Action.CANCEL:
         return Answer(200 if replica.cancel(key, now_ms) else 404)
     if item.action is Action.STATUS_UPDATE:
@@ -127,11 +127,11 @@ class EurekaReplicator:
     """Sends this node's client operations to its Java peers (see the module docstring)."""
 
     def __init__(self, urls: tuple[str, ...], replica: Replica, now_ms: Callable[[], int],
-                 committed: Callable[[], None], timeout_s: float) -> None:
+                 write: Callable[[Callable[[Replica, int], object]], object], timeout_s: float) -> None:
         self.peers = [EurekaPeer(url if url.endswith("/") else url + "/") for url in urls]
         self.replica = replica
         self.now_ms = now_ms
-        self.committed = committed  # publishes what an adopted copy changed
+        self.write = write  # the node's one way to change the replica (it publishes what changed)
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     def forward(self, action: Action, key: InstanceKey) -> None:
@@ -173,13 +173,12 @@ class EurekaReplicator:
 
     def _item(self, action: Action, key: InstanceKey) -> dict[str, Any] | None:
         """The item as of now (the latest status and dirty time); None when there is nothing left to say."""
-        entry = self.replica.entries.get(key)
-        record = entry.record if entry is not None else None
-        if record is None or record.info is None or entry is None or entry.evicted:
+        record = self.replica.visible(key)
+        if record is None or record.info is None:
             if action is Action.CANCEL:
                 return {"appName": key.app, "id": key.instance_id, "action": Action.CANCEL.value}
             return None
-        instance = render.instance_dict(entry_view(self.replica, entry)) if action is Action.REGISTER else None
+        instance = render.instance_dict(instance_view(self.replica, record.info)) if action is Action.REGISTER else None
         return item_dict(action, record.info, instance)
 
     async def _send(self, peer: EurekaPeer, session: aiohttp.ClientSession,
@@ -226,5 +225,4 @@ class EurekaReplicator:
             peer.last_error = f"409 for {key.app}/{key.instance_id} with an unusable instance: {exc.detail}"
             return
         if info.key == key:
-            self.replica.register(info, self.now_ms())
-            self.committed()
+            self.write(lambda replica, now: replica.register(info, now))

@@ -34,10 +34,9 @@ class EurekaPeerApi:
             if isinstance(item, CodecError):
                 node.rejected.peer += 1
                 log.info("refused a replication item from %s: %s", request.remote, item)
-                answers.append(replication.Answer(400))
+                answers.append(replication.Answer(item.http_status))
             else:
-                answers.append(apply_item(node.replica, item, now))
-        node.committed()
+                answers.append(node.write(lambda replica, now: apply_item(replica, item, now), now))
         # On disk before the answer, as a client's write; not held for our peers: a Java peer gives up on a batch
         # after 200 ms and would only send it again.
         await node.acknowledgeable(replicas=False)

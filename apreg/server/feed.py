@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.record import Record
@@ -66,7 +66,7 @@ class ChangeFeed:
     window: dict[str, dict[str, FeedEvent]] = field(default_factory=dict)
     subscribers: set[Subscription] = field(default_factory=set)
 
-    def publish(self, changes: list[Change]) -> list[FeedEvent]:
+    def publish(self, changes: Sequence[Change]) -> list[FeedEvent]:
         """Append the changes; returns what fell out of the delta window meanwhile (see `prune`)."""
         pruned = self.prune(changes[0].at_ms) if changes else []  # here too: nobody may ever ask for the delta
         for change in changes:

@@ -31,7 +31,7 @@ class NodeCollector(Collector):
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
-        node, replica = self.node, self.node.replica
+        node, replica = self.node, self.node.replica.status()
         counters, sp = replica.counters, replica.preservation
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -42,7 +42,7 @@ class NodeCollector(Collector):
 
         yield gauge("in_sync", "1 once the initial pull from a peer is done and no peer refuses our signature",
                     int(node.in_sync))
-        yield gauge("instances", "Visible instances", replica.index.count)
+        yield gauge("instances", "Visible instances", replica.instances)
         yield self._instances_by_app_and_status()
         yield counter("conflicts", "Concurrent writes to one instance settled by timestamp", counters.conflicts)
         yield counter("evictions", "Instances evicted here after their lease ran out", counters.evictions)
@@ -52,7 +52,7 @@ class NodeCollector(Collector):
         yield renewals
         yield counter("purged", "Tombstones and long-evicted instances garbage-collected", counters.purged)
         yield counter("clock_skew_rejections", "Remote timestamps refused for being too far ahead",
-                      replica.clock.skew_rejections)
+                      replica.clock_skew_rejections)
         rejected = CounterMetricFamily("apreg_rejected", "Inputs refused, by kind", labels=("kind",))
         for kind, value in (("client", node.rejected.client), ("peer", node.rejected.peer),
                             ("auth", node.rejected.auth), ("client_auth", node.rejected.client_auth),
@@ -75,7 +75,7 @@ class NodeCollector(Collector):
                     sp.last.threshold)
         yield counter("self_preservation_transitions", "Times self-preservation engaged or released",
                       sp.transitions)
-        yield gauge("change_log_head", "Sequence number of the latest change in this node's log", replica.log.head)
+        yield gauge("change_log_head", "Sequence number of the latest change in this node's log", replica.log_head)
 
     def _instances_by_app_and_status(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily("apreg_app_instances", f"Visible instances by app and status: the "

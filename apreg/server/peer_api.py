@@ -17,7 +17,7 @@ from apreg.peer import auth, wire
 from apreg.peer.stream import CLOSE_TIMEOUT_S, STREAM_PATH
 from apreg.peer.transport import MESSAGES_PATH, PULL_PATH, length_prefixed
 
-from .errors import Handler, error_response, read_body
+from .errors import Handler, error_response, read_body, refusal
 from .node import Node
 from .tls import peer_certified
 
@@ -57,7 +57,7 @@ class PeerApi:
         if auth.SIGNATURE_HEADER not in request.headers or auth.TIMESTAMP_HEADER not in request.headers:
             unsigned = auth.AuthError("peer requests must be signed (--secret)")
             self.refused_auth(request.remote, f"request to {request.path}", unsigned)  # before reading the body
-            return error_response(401, "unauthorized", str(unsigned))
+            return refusal(unsigned)
         body = await read_body(request, self.node.settings.max_peer_body_bytes)
         now = auth.wall_ms()
         try:
@@ -67,7 +67,7 @@ class PeerApi:
                 raise auth.AuthError("peer request replayed: this signature was already used")
         except auth.AuthError as exc:
             self.refused_auth(request.remote, f"request to {request.path}", exc)
-            return error_response(401, "unauthorized", str(exc))
+            return refusal(exc)
         return await handler(request)
 
     async def message(self, request: web.Request) -> web.Response:
@@ -91,16 +91,19 @@ class PeerApi:
             return frame
         digest = frame.message
         if not isinstance(digest, Digest):
-            return self._bad(request, f"a {type(digest).__name__} is not a pull request")
+            return self._refuse_message(request, wire.WireError(f"a {type(digest).__name__} is not a pull request"))
         version = wire.negotiate(frame.peer_versions)
         response = web.StreamResponse(headers={"Content-Type": "application/msgpack"})
         await response.prepare(request)
         reply = self.node.receive(digest)
-        while isinstance(reply, DigestReply):
-            await response.write(length_prefixed(self._page(reply, version)))
-            await asyncio.sleep(0)  # the write may not have waited: let other requests in between pages
-            reply = self.node.replica.next_page(digest, reply, self.node.now_ms()) if reply.more else None
-        await response.write_eof()
+        try:
+            while isinstance(reply, DigestReply):
+                await response.write(length_prefixed(self._page(reply, version)))
+                await asyncio.sleep(0)  # the write may not have waited: let other requests in between pages
+                reply = self.node.replica.next_page(digest, reply, self.node.now_ms()) if reply.more else None
+            await response.write_eof()
+        except ConnectionResetError:  # the puller went away (it resumes from its watermark in a later round)
+            log.debug("streamed pull to %s cut off by the peer", request.remote)
         return response
 
     async def _frame(self, request: web.Request) -> wire.Frame | web.Response:
@@ -109,14 +112,14 @@ class PeerApi:
         try:
             frame = wire.decode_frame(body)
         except wire.WireError as exc:
-            return self._bad(request, str(exc))
+            return self._refuse_message(request, exc)
         self.node.received.posts += 1
         return frame
 
-    def _bad(self, request: web.Request, reason: str) -> web.Response:
+    def _refuse_message(self, request: web.Request, exc: wire.WireError) -> web.Response:
         self.node.rejected.peer += 1
-        log.warning("refused peer message from %s: %s", request.remote, reason)
-        return error_response(400, "bad_peer_message", reason)
+        log.warning("refused peer message from %s: %s", request.remote, exc)
+        return refusal(exc)
 
     def _page(self, reply: DigestReply, version: int) -> bytes:
         encoded = wire.encode(reply, version)

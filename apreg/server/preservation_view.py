@@ -9,20 +9,20 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from apreg.core.preservation import PreservationStatus, SelfPreservation, Transition
+from apreg.core.preservation import PreservationStatus, PreservationView, Transition
 
 
 def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def figures(status: PreservationStatus, sp: SelfPreservation) -> str:
+def figures(status: PreservationStatus, sp: PreservationView) -> str:
     return (f"{status.renewals_in_window:.1f} renewals seen in the last {sp.window_ms / 1000:g} s window of "
             f"{status.expected:.1f} expected from {status.instances} live lease(s), {status.threshold:.1f} "
             f"needed ({sp.renewal_threshold:.0%}); {status.instances_missing:.1f} instances' worth missing")
 
 
-def describe_transition(transition: Transition, sp: SelfPreservation) -> str:
+def describe_transition(transition: Transition, sp: PreservationView) -> str:
     """One log line per transition."""
     if transition.engaged:
         return (f"self-preservation ENGAGED, eviction stops: {figures(transition.status, sp)} (over "
@@ -33,7 +33,7 @@ def describe_transition(transition: Transition, sp: SelfPreservation) -> str:
     return f"self-preservation released, eviction resumes: {figures(transition.status, sp)}"
 
 
-def status_section(sp: SelfPreservation) -> dict[str, Any]:
+def status_section(sp: PreservationView) -> dict[str, Any]:
     """The `self_preservation` object of `/v1/status`; while engaged, also why, since when and until when."""
     last = sp.last
     doc: dict[str, Any] = {

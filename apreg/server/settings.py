@@ -85,7 +85,9 @@ class NodeSettings:
             renewal_interval_ms=lease_ms(self.renewal_interval), lease_duration_ms=lease_ms(self.lease_duration),
             renewal_window_ms=_ms(self.renewal_window), renewal_threshold=self.renewal_threshold,
             self_preservation=self.self_preservation, tombstone_ttl_ms=_ms(self.tombstone_ttl),
-            max_clock_skew_ms=_ms(self.max_clock_skew))
+            max_clock_skew_ms=_ms(self.max_clock_skew), anti_entropy_interval_ms=_ms(self.anti_entropy_interval),
+            eviction_interval_ms=_ms(self.eviction_interval), push_window_ms=round(self.push_window * 1000),
+            fanout=self.fanout)
 
     def validate(self) -> "NodeSettings":
         if not 0 <= self.port <= 65535:

@@ -22,7 +22,7 @@ class StatusApi:
 
 
 def status_document(node: Node) -> dict[str, Any]:
-    replica = node.replica
+    replica = node.replica.status()
     counters = replica.counters
     return {
         "node_id": node.settings.name,
@@ -30,23 +30,23 @@ def status_document(node: Node) -> dict[str, Any]:
         "url": node.settings.url,
         "uptime_s": round(time.monotonic() - node.started, 1),
         "in_sync": node.in_sync,
-        "peers": [{"url": link.url, "reachable": link.reachable, "replica_id": replica.peers[link.url].replica,
+        "peers": [{"url": link.url, "reachable": link.reachable, "replica_id": replica.peer_replicas[link.url],
                    "failures": link.failures, "last_error": link.last_error, "sent": link.sent,
                    "auth_refused": link.auth_refused, "stream": link.streaming, "frames_sent": link.frames}
                   for link in node.links.values()],
         "eureka_peers": [peer.status() for peer in node.eureka_peers.peers] if node.eureka_peers else [],
-        "instances": replica.index.count,
+        "instances": replica.instances,
         "self_preservation": status_section(replica.preservation),
         "conflicts": counters.conflicts,
         "evictions": counters.evictions,
         "renewals": {"local": counters.renewals_local, "replicated": counters.renewals_replicated},
-        "clock_skew_rejections": replica.clock.skew_rejections,
+        "clock_skew_rejections": replica.clock_skew_rejections,
         "rejected": {"client": node.rejected.client, "peer": node.rejected.peer, "auth": node.rejected.auth,
                      "client_auth": node.rejected.client_auth,
                      "replicated_items": counters.rejected_items},
         "received": {"frames": node.received.frames, "posts": node.received.posts},
         "purged": counters.purged,
-        "log_head": replica.log.head,
+        "log_head": replica.log_head,
         "feed_seq": node.feed.seq,
         "data_dir": node.durability.status() if node.durability else None,
         "ack_replicas": node.settings.ack_replicas,

@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from apreg.core.lease import Lease
 from apreg.eureka import render
 
 from .documents import DELTA_ACTIONS, instance_view
@@ -108,8 +107,7 @@ class WatchApi:
 
     def _render(self, event: FeedEvent) -> bytes:
         replica = self.node.replica
-        view = instance_view(replica, event.info, replica.entries.get(event.key) or Lease(),
-                             DELTA_ACTIONS[event.action])
+        view = instance_view(replica, event.info, DELTA_ACTIONS[event.action])
         data: dict[str, Any] = {
             "seq": event.seq, "app": event.key.app, "instance_id": event.key.instance_id,
             "action": event.action.value, "version": dict(event.record.vv), "stamp": list(event.record.stamp),

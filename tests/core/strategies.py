@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from apreg.core.clock import ZERO, Timestamp
 from apreg.core.config import CoreConfig
+from apreg.core.effects import Outgoing
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
 from apreg.core.messages import Delta, Push
 from apreg.core.record import Record
@@ -61,6 +62,17 @@ class History:
     # change continues the lineage of the record it changed), and each cancel's replaced registration.
     lineage: dict[Timestamp, Timestamp] = field(default_factory=dict)
     cancels: list[tuple[Record, Timestamp]] = field(default_factory=list)
+
+
+def flush(replica: Replica, now_ms: int) -> list[Outgoing]:
+    """Tick `replica` and take the eager pushes it starts, reporting each delivered (or lost on the way, which
+    a stream cannot tell apart), as a driver does; digests of the first tick's initial pull are left out."""
+    replica.tick(now_ms)
+    pushes = [out for out in replica.take_effects().messages if isinstance(out.message, Push)]
+    for out in pushes:
+        assert isinstance(out.message, Push)
+        replica.push_done(out.peer, out.message)
+    return pushes
 
 
 def push(sender: Replica, record: Record) -> Push:

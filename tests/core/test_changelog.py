@@ -8,10 +8,10 @@ from apreg.core.changelog import ChangeLog
 from apreg.core.config import CoreConfig
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceKey
-from apreg.core.messages import Digest, DigestReply
+from apreg.core.messages import Digest, DigestReply, Push
 from apreg.core.replica import Replica
 
-from .strategies import info
+from .strategies import flush, info
 
 T0 = 5_000_000
 
@@ -88,7 +88,7 @@ def pull(b: Replica, a: Replica, now: int) -> list[DigestReply]:
         assert isinstance(reply, DigestReply)
         replies.append(reply)
         b.receive(reply, now, peer="a")
-        b.take_outbox()
+        b.take_effects().messages
         if not reply.more:
             return replies
 
@@ -137,7 +137,7 @@ def test_requester_pushes_what_the_responder_lacks() -> None:
     b.register(info("i-b"), T0)
     reply = a.receive(b.digest_for("a"), T0)
     b.receive(reply, T0, peer="a")
-    [out] = b.take_outbox()
+    [out] = b.take_effects().messages
     assert out.peer == "a"
     a.receive(out.message, T0)
     assert set(a.records) == set(b.records) == {InstanceKey("SVC", "i-a"), InstanceKey("SVC", "i-b")}
@@ -159,18 +159,22 @@ def test_digest_for_an_unknown_incarnation_restarts_from_zero() -> None:
 
 
 def test_a_pull_that_asks_ahead_gets_every_page_once() -> None:
-    """The shell asks for the next page before applying the current one; the core then asks for nothing more."""
+    """The shell asks for the next page before applying the current one, and says so; the core then asks for
+    nothing more."""
     a, b = pair(CoreConfig(max_page_items=10))
     for i in range(25):
         a.register(info(f"i-{i}"), T0)
     a.renew(key(3), T0 + 1)  # i-3's record now sits far before its renewal
-    reply = a.receive(b.digest_for("a"), T0 + 2)
+    digest = b.digest_for("a")
+    reply = a.receive(digest, T0 + 2)
     pages = []
     while isinstance(reply, DigestReply):
         pages.append(reply)
-        ahead = a.receive(b.digest_for("a", ahead_of=reply), T0 + 2) if reply.more else None
+        ahead = a.receive(digest.after(reply), T0 + 2) if reply.more else None
+        if reply.more:
+            b.expect_page_after("a", reply)
         b.receive(reply, T0 + 2, peer="a")
-        assert not [o for o in b.take_outbox() if isinstance(o.message, Digest)]
+        assert not [o for o in b.take_effects().messages if isinstance(o.message, Digest)]
         reply = ahead
     assert [p.more for p in pages] == [True] * (len(pages) - 1) + [False] and len(pages) >= 5 and b.synced
     assert {k: r.stamp for k, r in b.records.items()} == {k: r.stamp for k, r in a.records.items()}
@@ -201,22 +205,30 @@ def test_newest_not_from_bounds_the_newest_change_of_any_other_origin(ops: list[
 
 
 def test_a_node_that_pulled_a_registry_sends_none_of_it_back_and_still_pushes_its_own_writes() -> None:
-    """After pulling more than a push holds, b's log is all a's: pushes to a carry nothing, the repair push answering each page credits a with b's whole log, and b's next own write goes to a
-    at once."""
+    """After pulling more than a push holds, b's log is all a's: its eager pushes to a carry nothing, the repair
+    push answering each page credits a with b's whole log, and b's next own write goes to a at once."""
     a, b = pair(CoreConfig(max_page_items=50, max_batch_items=40))
     for i in range(120):
         a.register(info(f"i-{i}"), T0)
-    reply = a.receive(b.digest_for("a"), T0)
+    digest = b.digest_for("a")
+    reply = a.receive(digest, T0)
     while isinstance(reply, DigestReply):
+        if reply.more:
+            b.expect_page_after("a", reply)
         b.receive(reply, T0, peer="a")
-        assert b.push_for("a", T0) is None
-        answers = [a.receive(out.message, T0) for out in b.take_outbox()]  # the next digest, the repair push
-        reply = next((r for r in answers if r is not None), None)
+        b.tick(T0 + 100)  # whatever pushes are due
+        sent = b.take_effects().messages
+        assert not [o for o in sent if isinstance(o.message, Push) and (o.message.delta.records or
+                                                                       o.message.delta.renewals)]
+        for out in sent:
+            a.receive(out.message, T0)  # repair pushes: ranges without changes
+        reply = a.next_page(digest, reply, T0) if reply.more else None
     assert len(b.records) == 120 and a.watermarks[b.replica_id] == b.log.head
     b.register(info("i-b"), T0 + 1)
-    push = b.push_for("a", T0 + 1)
-    assert push is not None and [r.key for r in push.delta.records] == [InstanceKey("SVC", "i-b")]
-    a.receive(push, T0 + 1)
+    pushes = flush(b, T0 + 200)
+    assert [r.key for o in pushes for r in o.message.delta.records] == [InstanceKey("SVC", "i-b")]  # type: ignore
+    for out in pushes:
+        a.receive(out.message, T0 + 1)
     assert InstanceKey("SVC", "i-b") in a.records and a.watermarks[b.replica_id] == b.log.head
 
 
@@ -234,7 +246,7 @@ def test_a_streamed_pull_brings_every_page_unasked() -> None:
         if reply.more:
             b.expect_page_after("a", reply)
         b.receive(reply, T0, peer="a")
-        assert not [o for o in b.take_outbox() if isinstance(o.message, Digest)]
+        assert not [o for o in b.take_effects().messages if isinstance(o.message, Digest)]
         reply = a.next_page(digest, reply, T0) if reply.more else None
     assert pages == 5 and b.synced and b.watermarks[a.replica_id] == a.log.head
     assert {k: r.stamp for k, r in b.records.items()} == {k: r.stamp for k, r in a.records.items()}

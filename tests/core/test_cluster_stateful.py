@@ -385,7 +385,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def _check_feed(self, name: str) -> None:
         """Replay what the node published into a view of its registry; it must show what the node shows."""
         replica, view = self.cluster.node(name), self.feeds[name]
-        for change in replica.take_changes():
+        for change in self.cluster.take_changes(name):
             if change.action is Action.REGISTER:  # new, back after an eviction, or a re-registration
                 view[change.key] = change.info
             elif change.action in (Action.CANCEL, Action.EVICT):

@@ -1,6 +1,8 @@
 """Lease and eviction arithmetic with concrete numbers (DESIGN.md section 1, Leases)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from apreg.core.lease import Lease, eviction_cap, expected_renewals
 from apreg.core.messages import Delta, Push, RenewalUpdate
 from apreg.core.replica import Action, Replica
 
-from .strategies import info, push
+from .strategies import flush, info, push
 
 T0 = 3_000_000  # a multiple of the window bucket, so bucket edges fall on round numbers
 NO_SP = CoreConfig(self_preservation=False)
@@ -100,11 +102,12 @@ def test_a_replicated_renewal_restarts_the_lease_on_the_receivers_clock(skew: in
     """a's clock reads `skew` ms off b's; a pushes its renewal `held` ms after taking it, and the push travels
     `transit` ms. b restarts the lease at its own receipt time minus the age a reports: a's wall clock (the
     renewal's stamp) never enters, so b evicts exactly one lease duration after that, whatever the skew."""
-    a, b = Replica("a", "1", NO_SP, ("b",)), Replica("b", "1", NO_SP, ("a",))
+    eager = replace(NO_SP, renewal_push_window_ms=0)  # a renewal is pushed at a's next tick: `held` sets when
+    a, b = Replica("a", "1", eager, ("b",)), Replica("b", "1", eager, ("a",))
     a.register(info("i-0"), T0 + skew)
-    b.receive(a.flush(T0 + skew)[0].message, T0)
+    b.receive(flush(a, T0 + skew)[0].message, T0)
     a.renew(key(0), T0 + 10_000 + skew)
-    b.receive(a.flush(T0 + 10_000 + held + skew)[0].message, T0 + 10_000 + held + transit)
+    b.receive(flush(a, T0 + 10_000 + held + skew)[0].message, T0 + 10_000 + held + transit)
     expires = T0 + 10_000 + transit + NO_SP.lease_duration_ms  # on b's clock
     assert b.evict(expires - 1) == [] and b.visible(key(0)) is not None
     assert b.evict(expires) == [key(0)]
@@ -114,12 +117,12 @@ def test_an_eviction_is_published_as_a_change_and_a_return_as_a_registration() -
     a, b = Replica("a", "1", NO_SP), Replica("b", "1", NO_SP)
     record = a.register(info("i-0"), T0)
     b.receive(push(a, record), T0)
-    assert [(c.key, c.action) for c in b.take_changes()] == [(key(0), Action.REGISTER)]
+    assert [(c.key, c.action) for c in b.take_effects().changes] == [(key(0), Action.REGISTER)]
     assert b.evict(T0 + 90_000) == [key(0)]
-    evicted = b.take_changes()
+    evicted = b.take_effects().changes
     assert [(c.key, c.action, c.at_ms) for c in evicted] == [(key(0), Action.EVICT, T0 + 90_000)]
     assert evicted[0].info == record.info and evicted[0].record == record  # the instance as it was last shown
     a.renew(key(0), T0 + 91_000)
     renewal = RenewalUpdate(key(0), a.entries[key(0)].renewed, age_ms=0)
     b.receive(Push(Delta(a.replica_id, 0, a.log.head, (), (renewal,))), T0 + 91_000)
-    assert [(c.key, c.action) for c in b.take_changes()] == [(key(0), Action.REGISTER)]
+    assert [(c.key, c.action) for c in b.take_effects().changes] == [(key(0), Action.REGISTER)]

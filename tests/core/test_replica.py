@@ -13,7 +13,7 @@ from apreg.core.record import Record
 from apreg.core.replica import Action, Replica
 from apreg.core.simnet import Faults, SimCluster
 
-from .strategies import info, push, state
+from .strategies import flush, info, push, state
 
 T0 = 7_000_000
 SHORT = CoreConfig(renewal_interval_ms=500, lease_duration_ms=1_500, renewal_window_ms=3_000)
@@ -34,7 +34,7 @@ def test_register_cancel_and_renew_semantics() -> None:
     assert r.cancel(K, T0 + 3) and r.visible(K) is None and r.records[K].is_tombstone
     assert dict(r.records[K].vv) == {"a~1": 2} and r.records[K].stamp > first.stamp
     assert not r.cancel(K, T0 + 4) and not r.renew(K, T0 + 4)  # unknown now: 404, the client re-registers
-    assert [c.action for c in r.take_changes()] == [Action.REGISTER, Action.CANCEL]
+    assert [c.action for c in r.take_effects().changes] == [Action.REGISTER, Action.CANCEL]
 
 
 @pytest.mark.parametrize(("offset", "renewed"), [(-1, True), (0, True), (1, False)])
@@ -73,6 +73,29 @@ def test_tombstones_are_kept_for_the_ttl_then_collected() -> None:
     r.cancel(K, T0 + 1)
     assert r.collect_garbage(T0 + 10_000) == 0 and K in r.records
     assert r.collect_garbage(T0 + 10_001) == 1 and K not in r.records and K not in r.entries
+
+
+def test_lease_view_shows_this_nodes_times_and_zero_once_the_key_is_forgotten() -> None:
+    config = CoreConfig(tombstone_ttl_ms=10_000)
+    r = Replica("a", "1", config)
+    registered = info().replace(renewal_interval_s=5.0)
+    r.register(registered, T0)
+    r.renew(K, T0 + 400)
+    assert r.lease_view(registered) == (5_000, config.lease_duration_ms, T0, T0 + 400)
+    r.cancel(K, T0 + 500)
+    r.collect_garbage(T0 + 10_501)
+    assert r.lease_view(registered) == (5_000, config.lease_duration_ms, 0, 0)
+
+
+def test_status_is_a_snapshot_the_shell_cannot_change_the_replica_through() -> None:
+    r = Replica("a", "1", peer_names=("b",))
+    r.register(info(), T0)
+    status = r.status()
+    assert (status.replica_id, status.synced, status.instances, status.log_head) == ("a~1", False, 1, 1)
+    assert dict(status.peer_replicas) == {"b": ""} and not status.preservation.active
+    status.counters.conflicts += 5
+    r.register(info("i-2"), T0 + 1)
+    assert (status.instances, r.status().instances, r.status().counters.conflicts) == (1, 2, 0)
 
 
 def test_old_incarnations_of_a_peer_are_forgotten_after_the_ttl() -> None:
@@ -280,9 +303,9 @@ def test_push_gap_is_not_marked_held_and_anti_entropy_fills_it() -> None:
     """A push whose base is past the receiver's watermark (an earlier push was lost) must not advance it."""
     a, b = Replica("a", "1", peer_names=("b",)), Replica("b", "1", peer_names=("a",))
     lost = a.register(info("i-1"), T0)
-    a.flush(T0)  # lost in flight
+    flush(a, T0)  # lost in flight
     a.register(info("i-2"), T0 + 1)
-    [out] = a.flush(T0 + 1)
+    [out] = flush(a, T0 + 1)
     b.receive(out.message, T0 + 1)
     assert b.watermarks.get(a.replica_id, 0) == 0 and key(1) not in b.records
     reply = a.receive(b.digest_for("a"), T0 + 2)
@@ -299,9 +322,9 @@ def test_delta_actions_are_eurekas_at_the_node_that_took_the_write_and_at_its_pe
 
     def step(write: Callable[[], object], now: int) -> tuple[Action, Action]:
         write()
-        local = a.take_changes()
+        local = a.take_effects().changes
         b.receive(Push(Delta(a.replica_id, 0, 0, tuple(a.records[c.key] for c in local), ())), now)
-        remote = b.take_changes()
+        remote = b.take_effects().changes
         assert len(local) == len(remote) == 1
         return local[0].action, remote[0].action
 
@@ -312,5 +335,5 @@ def test_delta_actions_are_eurekas_at_the_node_that_took_the_write_and_at_its_pe
     assert step(lambda: a.update_metadata(K, {"v": "2"}, T0 + 4), T0 + 4) == (Action.MODIFY, Action.MODIFY)
     assert step(lambda: a.cancel(K, T0 + 5), T0 + 5) == (Action.CANCEL, Action.CANCEL)
     a.register(info(), T0 + 6)
-    a.take_changes()
-    assert [c.action for c in (a.evict(T0 + 2_000), a.take_changes())[1]] == [Action.EVICT]
+    a.take_effects().changes
+    assert [c.action for c in (a.evict(T0 + 2_000), a.take_effects().changes)[1]] == [Action.EVICT]

@@ -8,7 +8,7 @@ from apreg.core.instance import InstanceKey
 from apreg.core.replica import Replica
 from apreg.core.sweep import EVICTIONS_PER_ENTRY
 
-from .strategies import info
+from .strategies import flush, info
 
 CONFIG = CoreConfig(lease_duration_ms=1_000, renewal_interval_ms=300, max_eviction_fraction=0.5,
                     self_preservation=False)
@@ -18,15 +18,15 @@ def test_a_mass_expiry_is_evicted_a_slice_at_a_time_oldest_first() -> None:
     replica = Replica("a", "1", CONFIG)
     for n in range(200):
         replica.register(info(f"i-{n:03}"), 1_000 + n)
-    replica.take_changes()
+    replica.take_effects().changes
     replica.request_eviction()
     budget, calls, evicted = 4 * EVICTIONS_PER_ENTRY, 0, []
     while (outcome := replica.sweep(10_000, budget)) is None:
         calls += 1
-        changes = replica.take_changes()
+        changes = replica.take_effects().changes
         assert len(changes) <= budget // EVICTIONS_PER_ENTRY
         evicted += [change.key.instance_id for change in changes]
-    evicted += [change.key.instance_id for change in replica.take_changes()]
+    evicted += [change.key.instance_id for change in replica.take_effects().changes]
     assert calls >= 200 // budget + 100 // 4 - 1  # reading 200 entries, then 100 evictions, 4 per call
     assert evicted == [f"i-{n:03}" for n in range(100)] == [key.instance_id for key in outcome.evicted]
     assert replica.index.count == 100
@@ -57,7 +57,7 @@ def test_a_node_stopped_past_the_lease_evicts_nothing_until_its_peers_have_spoke
         a.sweep(now)
     for now in range(1_500, 5_000, 250):  # a is stopped; the instance renews at b
         b.renew(key, now)
-    pushes = b.flush(5_000)
+    pushes = flush(b, 5_000)
     assert a.evict(5_000) == []  # resumed: every lease looks expired here, but b has not spoken since
     for push in pushes:
         a.receive(push.message, 5_000)

@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apreg.core.errors import Fault
 from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, Status
 from apreg.eureka.codec import (
     MAX_METADATA_CHARS,
     MAX_METADATA_ENTRIES,
     CodecError,
-    InstanceView,
-    LeaseTimes,
     parse_metadata_update,
     parse_register,
     parse_status,
@@ -30,6 +29,7 @@ from apreg.eureka.render import (
     render_instance,
     wants_json,
 )
+from apreg.eureka.views import InstanceView, LeaseTimes
 
 NOW = 1_732_610_500_000
 
@@ -450,9 +450,10 @@ def test_parse_timestamp() -> None:
         assert caught.value.error == "invalid_timestamp" and "lastDirtyTimestamp" in caught.value.detail
 
 
-def test_codec_error_is_a_value_error_with_slug_and_detail() -> None:
+def test_codec_error_is_the_clients_fault_with_slug_and_detail() -> None:
     err = CodecError("missing_field", "hostName is required")
-    assert isinstance(err, ValueError) and (err.error, err.detail) == ("missing_field", "hostName is required")
+    assert (err.error, err.detail) == ("missing_field", "hostName is required")
+    assert (err.fault, err.http_status, str(err)) == (Fault.CLIENT, 400, "missing_field: hostName is required")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apreg.core.instance import InstanceInfo, Status
-from apreg.eureka.codec import InstanceView, LeaseTimes
-from apreg.eureka.codec import XML_ILLEGAL
+from apreg.eureka.views import XML_ILLEGAL, InstanceView, LeaseTimes
 from apreg.eureka.render import (_encode_xml_name, instance_dict, render_application, render_applications,
                                  render_instance)
 

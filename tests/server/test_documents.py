@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
-from apreg.core.lease import Lease
 from apreg.core.messages import Delta, Push
 from apreg.core.replica import Replica
 from apreg.eureka import render
@@ -59,13 +58,12 @@ def _canonical(doc: bytes, fmt: str) -> Any:
 def _fresh_delta(replica: Replica, feed: ChangeFeed, fmt: str) -> bytes:
     """The delta by a scan of the window: the latest event per key, as Eureka's delta lists them."""
     latest = {event.key: event for event in feed.recent}
-    views = [instance_view(replica, event.info, replica.entries.get(event.key) or Lease(),
-                           DELTA_ACTIONS[event.action]) for event in latest.values()]
+    views = [instance_view(replica, event.info, DELTA_ACTIONS[event.action]) for event in latest.values()]
     return render.render_applications(views, feed.delta_version, render.hashcode(replica.index.status_counts), fmt)
 
 
 def _fresh(replica: Replica, fmt: str, app: str | None = None) -> bytes:
-    views = [instance_view(replica, info, lease) for info, lease in replica.instances()
+    views = [instance_view(replica, info) for info, _ in replica.instances()
              if app is None or info.app == app]
     if app is not None:
         return render.render_application(app, views, fmt)
@@ -147,7 +145,7 @@ def test_cached_documents_equal_a_fresh_render(history: list[tuple[str, str, int
                 assert gzip.decompress(gzip_member(piece)) == inflate(piece)
                 assert (_without_renewal_times(inflate(piece), fmt, local, anchors, now)
                         == _without_renewal_times(_fresh(local, fmt, app), fmt, local, anchors, now))
-        changes = local.take_changes()
+        changes = local.take_effects().changes
         cache.note(changes, feed.publish(changes))
         for key, entry in local.entries.items():
             anchors.setdefault(key, []).append((now, entry.anchor_ms))
@@ -157,10 +155,10 @@ def test_a_changing_registry_is_served_as_of_its_last_build_for_at_most_the_max_
     replica = Replica("a", "1", CONFIG)
     cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=1_000)
     replica.register(InstanceInfo(app="A", instance_id="i-1", host_name="h", ip_addr="10.0.0.1"), 0)
-    cache.note(replica.take_changes())
+    cache.note(replica.take_effects().changes)
     first = drain(cache.build_registry("json", 0))
     replica.register(InstanceInfo(app="A", instance_id="i-2", host_name="h", ip_addr="10.0.0.1"), 10)
-    cache.note(replica.take_changes())
+    cache.note(replica.take_effects().changes)
     assert cache.current_registry("json", 999) is first  # changed, but within the max age
     assert cache.current_registry("json", 1_000) is None  # past it: the next read rebuilds
     second = drain(cache.build_registry("json", 1_000))
@@ -174,7 +172,7 @@ def _registry(instances: int) -> tuple[Replica, DocumentCache]:
     cache = DocumentCache(replica, ChangeFeed(), refresh_ms=60_000, max_age_ms=0, block_size=4)
     for n in range(instances):
         replica.register(InstanceInfo(app="A", instance_id=f"i-{n}", host_name="h", ip_addr="10.0.0.1"), 0)
-    cache.note(replica.take_changes())
+    cache.note(replica.take_effects().changes)
     return replica, cache
 
 
@@ -198,7 +196,7 @@ def test_a_change_re_renders_its_block_only() -> None:
     rendered = cache.registry_blocks.rendered
     assert 1 < rendered <= 16
     replica.set_status(InstanceKey("A", "i-7"), Status.DOWN, 1)
-    cache.note(replica.take_changes())
+    cache.note(replica.take_effects().changes)
     doc = json.loads(inflate(drain(cache.build_registry("json", 2)).piece))
     assert cache.registry_blocks.rendered == rendered + 1
     assert doc["applications"]["apps__hashcode"] == "DOWN_1_UP_63_"

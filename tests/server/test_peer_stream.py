@@ -33,8 +33,8 @@ def push_of(iid: str) -> bytes:
     source = Replica("outsider", "1", CoreConfig(), ("target",))
     info = parse_register(json.dumps(instance_body("raw", iid)).encode(), "application/json", "RAW", now_ms())
     source.register(info, now_ms())
-    push = source.push_for("target", now_ms())
-    assert push is not None
+    source.tick(now_ms())
+    [push] = [out.message for out in source.take_effects().messages if isinstance(out.message, Push)]
     return wire.encode(push)
 
 

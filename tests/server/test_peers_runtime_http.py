@@ -26,7 +26,7 @@ async def test_a_peer_added_at_runtime_is_synced_and_a_removed_one_released() ->
         await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-2"))
         assert await eventually(lambda: _has(c, 1, "i-2"), 5)  # pushed as it happens, not only pulled
         node.set_peers(())
-        assert not node.links and not node.replica.peers and not node._pushers
+        assert not node.links and not node.replica.peers and not node._channels
         await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-3"))
         assert not await eventually(lambda: _has(c, 1, "i-3"), 1)
         _, body, _ = await c.request(0, "GET", "/v1/status")

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from apreg.core.instance import InstanceInfo
+from apreg.core.replica import Replica
 
 from .harness import LocalCluster, eventually, instance_body
 
@@ -14,12 +15,12 @@ PRELOADED = 40_000  # enough that a cold render of the registry takes many slice
 
 def _preload(c: LocalCluster, i: int, count: int) -> None:
     """Registrations straight into node i's core (HTTP would take minutes), published as a handler would."""
-    node = c.nodes[i]
-    now = node.now_ms()
-    for n in range(count):
-        node.replica.register(InstanceInfo(app=f"APP{n % 50}", instance_id=f"i-{n}", host_name=f"h{n}",
-                                           ip_addr="10.0.0.1", vip_address=f"app{n % 50}"), now)
-    node.committed()
+    def register_all(replica: Replica, now: int) -> None:
+        for n in range(count):
+            replica.register(InstanceInfo(app=f"APP{n % 50}", instance_id=f"i-{n}", host_name=f"h{n}",
+                                          ip_addr="10.0.0.1", vip_address=f"app{n % 50}"), now)
+
+    c.nodes[i].write(register_all)
 
 
 async def test_a_full_fetch_being_rendered_holds_up_neither_a_renewal_nor_a_push() -> None:

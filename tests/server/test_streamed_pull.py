@@ -30,7 +30,7 @@ def source_replica(count: int, page_items: int) -> Replica:
     for k in range(count):
         body = json.dumps(instance_body("old", f"o{k}")).encode()
         replica.register(parse_register(body, "application/json", "OLD", now_ms()), now_ms())
-    replica.take_changes()
+    replica.take_effects()
     return replica
 
 
