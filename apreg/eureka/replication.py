@@ -128,3 +128,30 @@ def parse_answers(body: bytes, expected: int) -> list[Answer]:
     if len(parsed) != expected:
         raise CodecError("malformed_answer", f"{len(parsed)} answers to {expected} items")
     return parsed
+
+
+def parse_applications(body: bytes, now_ms: int) -> list[InstanceInfo | CodecError]:
+    """A Java peer's `GET apps` (JSON) as instances, each validated on its own as a Register's `instanceInfo`;
+    raises CodecError only when the document itself is unusable. Eureka's JSON gives a one-element list or the
+    element itself, so both are taken."""
+    try:
+        doc = json.loads(body.decode("utf-8-sig"))
+        apps = doc["applications"].get("application", [])
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise CodecError("malformed_json", f"not an applications document: {exc}") from None
+    out: list[InstanceInfo | CodecError] = []
+    for app in _listed(apps):
+        name = app.get("name") if isinstance(app, dict) else None
+        if not isinstance(name, str) or not name:
+            out.append(CodecError("missing_field", "an application without a name"))
+            continue
+        for raw in _listed(app.get("instance", [])):
+            try:
+                out.append(parse_instance(raw, name, now_ms))
+            except CodecError as exc:
+                out.append(exc)
+    return out
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

@@ -30,6 +30,9 @@ from .users import Users
 from .watch_api import WatchApi
 
 log = logging.getLogger("apreg.node")
+# A node restarted empty opens its port once it holds the registry (its first pull done, or failed), or after
+# this long: meanwhile clients' connections are refused and they fail over, instead of reading an empty registry.
+FIRST_PULL_WAIT_S = 10.0
 
 
 def build_app(node: Node) -> web.Application:
@@ -98,6 +101,11 @@ async def start_node(settings: NodeSettings) -> tuple[web.AppRunner, Node]:
     runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False,
                            keepalive_timeout=settings.header_timeout)
     await runner.setup()
+    try:  # the node's timers started with the app: its first pull runs while the port still refuses clients
+        await asyncio.wait_for(node.first_pull_done.wait(), FIRST_PULL_WAIT_S)
+    except asyncio.TimeoutError:
+        log.warning("node %s: the first pull from peers takes over %g s; serving meanwhile", settings.name,
+                    FIRST_PULL_WAIT_S)
     await web.SockSite(runner, sock, ssl_context=server_context(settings)).start()
     log.info("apreg node %s listening on %s (peers: %s)", settings.name, settings.url,
              ", ".join(settings.peers) or "none")
@@ -133,5 +141,6 @@ def _reload_peers(node: Node, reload: Callable[[], NodeSettings]) -> None:
     except (ValueError, TypeError, OSError) as exc:
         log.error("node %s: SIGHUP: settings not reloaded, peers unchanged: %s", node.settings.name, exc)
         return
-    node.settings = replace(node.settings, peers=fresh.peers)
+    node.settings = replace(node.settings, peers=fresh.peers, eureka_peers=fresh.eureka_peers)
     node.set_peers(fresh.peers)
+    node.set_eureka_peers(fresh.eureka_peers)

@@ -9,9 +9,10 @@ from aiohttp.typedefs import Middleware
 
 from .errors import Handler, error_response
 from .node import Node
-from .users import Users, basic_credentials, required_role
+from .users import User, Users, basic_credentials, required_role
 
 log = logging.getLogger("apreg.http")
+USER = web.RequestKey("user", User)  # who made the request, once authenticated (the dashboard asks)
 
 
 def client_auth(node: Node, users: Users) -> Middleware:
@@ -35,6 +36,7 @@ def client_auth(node: Node, users: Users) -> Middleware:
             node.rejected.client_auth += 1
             return error_response(403, "forbidden", f"user {user.name!r} has role {user.role.name.lower()}; "
                                                     f"this request needs {needed.name.lower()}")
+        request[USER] = user
         return await handler(request)
 
     return middleware

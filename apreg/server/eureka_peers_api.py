@@ -30,13 +30,18 @@ class EurekaPeerApi:
         body = await read_body(request, node.settings.max_peer_body_bytes)
         now = node.now_ms()
         answers = []
+        counts: dict[tuple[str, int], int] = {}
         for item in replication.parse_batch(body, now):
             if isinstance(item, CodecError):
                 node.rejected.peer += 1
                 log.info("refused a replication item from %s: %s", request.remote, item)
-                answers.append(replication.Answer(item.http_status))
+                answer, action = replication.Answer(item.http_status), "invalid"
             else:
-                answers.append(node.write(lambda replica, now: apply_item(replica, item, now), now))
+                answer = node.write(lambda replica, now: apply_item(replica, item, now), now)
+                action = item.action.value
+            answers.append(answer)
+            counts[(action, answer.status)] = counts.get((action, answer.status), 0) + 1
+        node.metrics.count_eureka_items(counts)
         # On disk before the answer, as a client's write; not held for our peers: a Java peer gives up on a batch
         # after 200 ms and would only send it again.
         await node.acknowledgeable(replicas=False)

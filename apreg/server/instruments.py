@@ -7,9 +7,9 @@ has its own registry: `apreg cluster` runs several in one process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 from apreg.core.record import Record
 
@@ -31,6 +31,8 @@ class Instruments:
     apply_lag: Histogram = field(init=False)
     push_duration: Histogram = field(init=False)
     digest_round_trip: Histogram = field(init=False)
+    eureka_batch: Histogram = field(init=False)
+    eureka_items_received: Counter = field(init=False)
     _request_children: dict[tuple[str, str, int], Histogram] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,6 +54,13 @@ class Instruments:
         self.digest_round_trip = Histogram(
             "apreg_anti_entropy_round_trip_seconds", "An anti-entropy digest sent to a peer until its reply "
             "(one page) arrives", registry=reg, buckets=LAG_BUCKETS)
+        self.eureka_batch = Histogram(
+            "apreg_eureka_peer_batch_seconds", "A replication batch POSTed to a Java Eureka peer until its answer, "
+            "for batches it answered (up to 250 items)", ("peer",), registry=reg, buckets=LAG_BUCKETS)
+        self.eureka_items_received = Counter(
+            "apreg_eureka_items_received", "Items of replication batches from Java Eureka peers, by action and by "
+            "our answer (400: refused as malformed, action 'invalid' when it has none we know)",
+            ("action", "status"), registry=reg)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Children are cached by their labels: `labels()` validates and locks on every call (several
@@ -61,6 +70,14 @@ class Instruments:
         if child is None:
             child = self._request_children[key] = self.requests.labels(route, method, str(status))
         child.observe(seconds)
+
+    def observe_eureka_batch(self, peer: str, seconds: float) -> None:
+        self.eureka_batch.labels(peer).observe(seconds)
+
+    def count_eureka_items(self, counts: Mapping[tuple[str, int], int]) -> None:
+        """A batch's items, counted per (action, answer) once per batch rather than once per item."""
+        for (action, status), count in counts.items():
+            self.eureka_items_received.labels(action, str(status)).inc(count)
 
     def observe_apply(self, channel: str, records: Sequence[Record], now_ms: int) -> None:
         observe = self.apply_lag.labels(channel).observe

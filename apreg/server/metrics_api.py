@@ -8,7 +8,7 @@ request or a change pays nothing for it.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .errors import Handler
+from .eureka_peers import ANSWERS, BATCH_OUTCOMES, MAX_QUEUED, EurekaPeer
 from .node import Node
 
 MAX_APP_LABELS = 50  # the apps with most instances get their own label value; the rest are summed as OTHER_APPS
@@ -66,6 +67,7 @@ class NodeCollector(Collector):
         yield received
         yield from self._anti_entropy()
         yield from self._peers()
+        yield from self._eureka_peers()
         yield gauge("self_preservation_active", "1 while self-preservation stops eviction", int(sp.active))
         yield gauge("self_preservation_renewals", "Renewals seen in the last renewal window",
                     sp.last.renewals_in_window)
@@ -121,6 +123,41 @@ class NodeCollector(Collector):
             refused.add_metric((link.url,), int(link.auth_refused))
             frames.add_metric((link.url,), link.frames)
         yield from (reachable, streaming, refused, frames)
+
+
+    def _eureka_peers(self) -> Iterator[Metric]:
+        """Per Java peer (the configured ones: bounded), items by action and answer (bounded sets too)."""
+        peers = self.node.eureka_peers.peers if self.node.eureka_peers is not None else []
+
+        def per_peer(kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, doc: str,
+                     value: Callable[[EurekaPeer], float]) -> Metric:
+            family = kind(f"apreg_eureka_peer_{name}", doc, labels=("peer",))
+            for peer in peers:
+                family.add_metric((peer.url,), value(peer))
+            return family
+
+        yield per_peer(GaugeMetricFamily, "reachable", "1 while the Java peer answers our batches",
+                       lambda p: int(p.reachable))
+        yield per_peer(GaugeMetricFamily, "queue_depth", f"Operations waiting to be sent (at most {MAX_QUEUED})",
+                       lambda p: len(p.queue))
+        yield per_peer(CounterMetricFamily, "dropped", "Operations pushed out of a full queue", lambda p: p.dropped)
+        yield per_peer(GaugeMetricFamily, "backoff_seconds", "Wait before retrying a batch the peer did not take; "
+                       "0 while batches get through", lambda p: p.backoff_s)
+        yield per_peer(GaugeMetricFamily, "last_error_timestamp_seconds", "When the latest error with this peer "
+                       "happened (Unix time; 0: none yet); its text is in /v1/status", lambda p: p.last_error_at)
+        batches = CounterMetricFamily("apreg_eureka_peer_batches", "Batches sent, by outcome: delivered (answered "
+                                      "item by item), or kept for a retry: unreachable, busy (503), http_error, "
+                                      "bad_answer", labels=("peer", "outcome"))
+        items = CounterMetricFamily("apreg_eureka_peer_items", "Items the peer answered, by action and status "
+                                    f"({', '.join(map(str, sorted(ANSWERS)))}, other)",
+                                    labels=("peer", "action", "status"))
+        for peer in peers:
+            for outcome in BATCH_OUTCOMES:
+                batches.add_metric((peer.url, outcome), peer.batches.get(outcome, 0))
+            for (action, label), count in peer.answers.items():
+                items.add_metric((peer.url, action.value, label), count)
+        yield batches
+        yield items
 
 
 class MetricsApi:

@@ -43,6 +43,7 @@ from .tls import client_context
 log = logging.getLogger("apreg.node")
 STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
 ACTIVITY_LOG_INTERVAL_S = 60.0
+EUREKA_FLUSH_S = 2.0  # a stopping node sends what its Java peers have not got yet for at most this long
 REFUSAL_MEMORY_S = 30.0  # a node that refused a peer's signed message this recently is not in sync with it
 TICK_FAILED_RETRY_S = 1.0  # after a tick raised (a bug), the loop tries again this much later
 ACTION_WORDS = {ChangeKind.REGISTER: "registered", ChangeKind.MODIFY: "metadata changes",
@@ -124,8 +125,9 @@ class Node:
         self.durability = Durability(settings.data_dir, self.replica, settings.fsync) if settings.data_dir else None
         self.acks = ReplicaAcks(settings.ack_replicas, settings.peer_timeout, self._probe, self._peer_urls
                                 ) if settings.ack_replicas else None
-        self.eureka_peers = EurekaReplicator(settings.eureka_peers, self.replica, clock, self.write,
-                                             settings.peer_timeout) if settings.eureka_peers else None
+        self.eureka_peers = self._eureka_replicator(settings.eureka_peers) if settings.eureka_peers else None
+        self._first_pulls = set(self.links)  # peers whose initial pull has not ended yet
+        self.first_pull_done = asyncio.Event()  # set once the initial pull ended, done or failed (app.py waits)
 
     @property
     def transport(self) -> Transport | None:
@@ -177,6 +179,10 @@ class Node:
                  self._every(ACTIVITY_LOG_INTERVAL_S, self._log_activity)]
         if self.eureka_peers is not None and self._session is not None:
             loops.append(self.eureka_peers.run(self._session))
+            if not self.links:
+                self._background(self._start_from_eureka(self.eureka_peers, self._session))
+        elif not self.links:
+            self.first_pull_done.set()  # nothing to start from
         if s.peers_dns:
             loops.append(self._follow_dns())
         if s.eureka_app:
@@ -192,6 +198,8 @@ class Node:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(channel.close() for channel in self._channels.values()), return_exceptions=True)
         if self._session is not None:
+            if self.eureka_peers is not None:
+                await self.eureka_peers.flush(self._session, EUREKA_FLUSH_S)
             await self._session.close()
         if self.durability is not None:
             self.durability.close()
@@ -348,9 +356,24 @@ class Node:
         for url in removed:
             self._background(self._channels.pop(url).close())
             del self.links[url]
+            self._pull_ended(url)
         if added or removed:
             log.info("node %s: peers now %s (added %s, removed %s)", self.settings.name, ", ".join(urls) or "none",
                      ", ".join(added) or "none", ", ".join(removed) or "none")
+
+    def _eureka_replicator(self, urls: tuple[str, ...]) -> EurekaReplicator:
+        return EurekaReplicator(urls, self.replica, self.now_ms, self.write, self.settings.peer_timeout, self.metrics)
+
+    def set_eureka_peers(self, urls: tuple[str, ...]) -> None:
+        """Java peers added or removed without a restart (SIGHUP): during a migration, an address whose Java node
+        was replaced by an apreg node moves from --eureka-peers to --peers."""
+        if self.eureka_peers is None:
+            if not urls:
+                return
+            self.eureka_peers = self._eureka_replicator(urls)
+            assert self._session is not None, "only a started node changes peers"
+            self._tasks.append(asyncio.create_task(self.eureka_peers.run(self._session)))
+        self.eureka_peers.set_urls(urls)
 
     async def _register_self(self) -> None:
         """This node as an instance of the Java peers' own app (`--eureka-app`), renewed like any client's: a
@@ -419,6 +442,21 @@ class Node:
             return
         finally:
             self._pulling.discard(url)
+            self._pull_ended(url)
+
+    def _pull_ended(self, url: str) -> None:
+        """A pull from `url` ended, done or failed (or the peer was removed): once every initial pull has, the
+        node has what its peers could give it and app.py opens its port."""
+        self._first_pulls.discard(url)
+        if not self._first_pulls:
+            self.first_pull_done.set()
+
+    async def _start_from_eureka(self, peers: EurekaReplicator, session: aiohttp.ClientSession) -> None:
+        """A node with Java Eureka peers only starts from one of their registries (Eureka's syncUp)."""
+        try:
+            await peers.pull(session)
+        finally:
+            self.first_pull_done.set()
 
     def _apply_page(self, url: str, page: DigestReply) -> None:
         if self.acks is not None:

@@ -1,15 +1,21 @@
-"""A mixed cluster: one Spring Cloud Eureka server and two apreg nodes, each listing the others as Eureka peers
-(README, "Joining a Eureka cluster"). Writes at the Java node must show at both apreg nodes and writes at an apreg
-node at the Java node, within 2 s; an instance that heartbeats only to an apreg node stays alive at the Java node
-for several lease durations; the Java dashboard lists both apreg nodes as available replicas.
+"""Mixed clusters of Spring Cloud Eureka servers and apreg nodes, each node listing every other as a peer (README,
+"Joining a Eureka cluster"): `mixed` is 1 Java + 2 apreg, `reverse` 2 Java + 1 apreg. A registration, status
+override, metadata change and cancel at a Java node must show at every other node within 2 s, and the same at an
+apreg node; an instance that heartbeats only to an apreg node stays alive at every Java node for several lease
+durations, and one that heartbeats only to a Java node at every apreg node; every Java dashboard lists every apreg
+node as an available replica.
 
-The Java node lists the apreg nodes as `localhost` (it calls itself 127.0.0.1, and Eureka leaves out any peer
-URL whose host is its own), and the apreg nodes advertise that name (--eureka-app registers them under it).
+Java nodes list each other as 127.0.0.1 and know their own URL (`eureka.server.my-url`: Eureka otherwise leaves
+out every peer URL whose host is its own); they list the apreg nodes as `localhost`, which the apreg nodes
+advertise (--eureka-app registers them under it, and a Java node calls a peer available only if an instance of
+its own app has the peer's host name). Java nodes evict every second with self-preservation off, so a heartbeat
+that did not reach one would show as an eviction.
 """
 from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Callable
 
 from http_json import get_json, request
 from procs import Procs, free_port
@@ -17,38 +23,58 @@ from spring_apps import SpringApp
 from waits import check, until
 
 MIXED_TIMEOUT_S = 2.0  # the issue's bound for a write at one side to show at the other
-LEASE_S = 3  # of the instance that heartbeats only to apreg: the Java node evicts every second
+LEASE_S = 3  # of the instances that heartbeat only to one side: both sides evict every second
 JAVA_APP = "eureka-server"
+START_TIMEOUT_S = 30.0
+
+
+def java_node(procs: Procs, name: str, port: int, peers: list[str], **properties: str) -> SpringApp:
+    """A Spring Cloud Eureka server at 127.0.0.1:`port` replicating with `peers` (service URLs), evicting every
+    second, self-preservation off, peer reads timing out after 5 s; started, not yet waited for."""
+    app = SpringApp(procs, "eureka-server", name, port, {
+        "eureka.client.service-url.defaultZone": ",".join(peers),
+        "eureka.server.my-url": f"http://127.0.0.1:{port}/eureka/",
+        "eureka.server.eviction-interval-timer-in-ms": "1000",
+        "eureka.server.enable-self-preservation": "false",
+        # Eureka's default 200 ms: a JVM still warming up on 2 busy cores misses it for batches of registrations,
+        # which are then retried one by one for many seconds (Java to Java as much as to apreg)
+        "eureka.server.peer-node-read-timeout-ms": "5000", **properties})
+    app.start()
+    return app
 
 
 class Mixed:
-    def __init__(self, procs: Procs) -> None:
+    def __init__(self, procs: Procs, javas: int, apregs: int) -> None:
         self.procs = procs
-        self.java_port = free_port()
-        self.ports = {"x": free_port(), "y": free_port()}
-
-    def apreg(self, node: str) -> str:
-        return f"http://127.0.0.1:{self.ports[node]}/eureka/"
+        self.java_ports = [free_port() for _ in range(javas)]
+        self.apreg_ports = [free_port() for _ in range(apregs)]
+        self.java_apps: list[SpringApp] = []
 
     @property
-    def java(self) -> str:
-        return f"http://127.0.0.1:{self.java_port}/eureka/"
+    def javas(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}/eureka/" for port in self.java_ports]
+
+    @property
+    def apregs(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}/eureka/" for port in self.apreg_ports]
 
     def start(self) -> None:
-        for node, port in self.ports.items():
-            other = self.ports["y" if node == "x" else "x"]
-            self.procs.start(f"apreg-mixed-{node}", [
-                sys.executable, "-m", "apreg", "serve", "--port", str(port), "--node-id", f"mixed-{node}",
-                "--peers", f"http://127.0.0.1:{other}", "--eureka-peers", self.java, "--eureka-app", JAVA_APP,
-                "--advertise-url", f"http://localhost:{port}", "--eviction-interval", "1"])
-        java = SpringApp(self.procs, "eureka-server", "eureka-mixed", self.java_port, {
-            "eureka.client.service-url.defaultZone": ",".join(f"http://localhost:{p}/eureka/"
-                                                              for p in self.ports.values()),
-            "eureka.server.eviction-interval-timer-in-ms": "1000",
-            "eureka.server.enable-self-preservation": "false"})  # so a missing heartbeat would show as eviction
-        java.start()
-        java.wait_ready("/eureka/apps")
-        self.java_app = java
+        """The Java nodes first, then the apreg nodes join them (each starts from a Java node's registry)."""
+        for k, port in enumerate(self.java_ports):
+            peers = [url for url in self.javas if f":{port}/" not in url]
+            peers += [f"http://localhost:{p}/eureka/" for p in self.apreg_ports]
+            self.java_apps.append(java_node(self.procs, f"eureka-mixed-{k}", port, peers))
+        for app in self.java_apps:
+            app.wait_ready("/eureka/apps")
+        for k, port in enumerate(self.apreg_ports):
+            others = [f"http://127.0.0.1:{p}" for p in self.apreg_ports if p != port]
+            self.procs.start(f"apreg-mixed-{k}", [
+                sys.executable, "-m", "apreg", "serve", "--port", str(port), "--node-id", f"mixed-{k}",
+                *(["--peers", ",".join(others)] if others else []), "--eureka-peers", ",".join(self.javas),
+                "--eureka-app", JAVA_APP, "--advertise-url", f"http://localhost:{port}", "--eviction-interval", "1"])
+        for url in self.apregs:
+            until(f"{url} serving", lambda url=url: request("GET", url.removesuffix("eureka/") + "healthz")[0] == 200,
+                  START_TIMEOUT_S)
 
     def instance(self, base: str, iid: str) -> dict | None:
         doc = get_json(f"{base}apps/MIXED/{iid}")  # single instances: Eureka reads them past its response cache
@@ -64,7 +90,7 @@ def body(iid: str, lease_s: int = 90) -> dict:
                          "metadata": {"zone": "z1"}}}
 
 
-def _shows(m: Mixed, bases: list[str], iid: str, what: str, holds) -> float:  # type: ignore[no-untyped-def]
+def _shows(m: Mixed, bases: list[str], iid: str, what: str, holds: Callable[[Any], bool]) -> float:
     started = time.monotonic()
     for base in bases:
         until(f"{what} at {base}", lambda base=base: holds(m.instance(base, iid)), MIXED_TIMEOUT_S)
@@ -86,25 +112,38 @@ def _round_trip(m: Mixed, origin: str, others: list[str], iid: str) -> float:
     return max(slowest, _shows(m, others, iid, f"{iid} cancelled", lambda i: i is None))
 
 
-def mixed_cluster(procs: Procs) -> str:
-    m = Mixed(procs)
-    m.start()
-    x, y = m.apreg("x"), m.apreg("y")
-    from_java = _round_trip(m, m.java, [x, y], "from-java")
-    from_apreg = _round_trip(m, x, [m.java, y], "from-apreg")
-    # Heartbeats only to apreg node x, for four lease durations: the Java node (evicting every second, no
-    # self-preservation) must keep the instance, so every heartbeat reached it.
-    check(request("POST", f"{x}apps/MIXED", body=body("beats", LEASE_S))[0] == 204, "register beats at x")
-    until("beats at the Java node", lambda: m.instance(m.java, "beats") is not None, MIXED_TIMEOUT_S)
+def _beats_only_at(m: Mixed, origin: str, others: list[str], iid: str) -> None:
+    """Heartbeats only to `origin` for four lease durations: every node in `others`, evicting every second, must
+    keep the instance all along, so every heartbeat reached it."""
+    check(request("POST", f"{origin}apps/MIXED", body=body(iid, LEASE_S))[0] == 204, f"register {iid}")
+    _shows(m, others, iid, f"{iid} registered", lambda i: i is not None)
     deadline = time.monotonic() + 4 * LEASE_S
     while time.monotonic() < deadline:
-        check(request("PUT", f"{x}apps/MIXED/beats")[0] == 200, "heartbeat at x")
-        check(m.instance(m.java, "beats") is not None, "the Java node dropped an instance heartbeating at apreg")
+        check(request("PUT", f"{origin}apps/MIXED/{iid}")[0] == 200, f"heartbeat at {origin}")
+        for base in others:
+            check(m.instance(base, iid) is not None, f"{base} dropped {iid}, which heartbeats only at {origin}")
         time.sleep(1)
-    html = request("GET", m.java.removesuffix("eureka/"))[1].decode()
-    available = html.split("available-replicas")[-1].split("</tr>")[0]
-    check(all(f"localhost:{port}" in available for port in m.ports.values()),
-          f"the Java dashboard's available replicas: {available.strip()[:200]}")
-    return (f"1 Java + 2 apreg: writes at Java showed at both apreg nodes within {from_java:.1f} s, at apreg within "
-            f"{from_apreg:.1f} s at Java and the other apreg node; {4 * LEASE_S} s of heartbeats only to apreg kept "
-            f"the instance at Java (lease {LEASE_S} s); Java lists both apreg nodes as available replicas")
+    check(request("DELETE", f"{origin}apps/MIXED/{iid}")[0] == 200, f"cancel {iid}")
+
+
+def _available_replicas(m: Mixed) -> None:
+    for java in m.javas:
+        html = request("GET", java.removesuffix("eureka/"))[1].decode()
+        available = html.split("available-replicas")[-1].split("</tr>")[0]
+        check(all(f"localhost:{port}" in available for port in m.apreg_ports),
+              f"{java} dashboard's available replicas: {available.strip()[:200]}")
+
+
+def mixed_cluster(procs: Procs, javas: int, apregs: int) -> str:
+    m = Mixed(procs, javas, apregs)
+    m.start()
+    java, apreg = m.javas[0], m.apregs[0]
+    from_java = _round_trip(m, java, [*m.javas[1:], *m.apregs], "from-java")
+    from_apreg = _round_trip(m, apreg, [*m.javas, *m.apregs[1:]], "from-apreg")
+    _beats_only_at(m, apreg, m.javas, "beats-at-apreg")
+    _beats_only_at(m, java, m.apregs, "beats-at-java")
+    _available_replicas(m)
+    return (f"{javas} Java + {apregs} apreg: writes at Java showed everywhere within {from_java:.1f} s, at apreg "
+            f"within {from_apreg:.1f} s; {4 * LEASE_S} s of heartbeats only to apreg kept the instance at every "
+            f"Java node, and only to Java at every apreg node (lease {LEASE_S} s); Java lists every apreg node as "
+            "an available replica")

@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 import client_log as cl
+from migrate import migration_drill
 from mixed import mixed_cluster
 from http_json import get_json
 from world import FETCH_INTERVAL_S, PROPAGATION_TIMEOUT_S, World
@@ -276,5 +277,7 @@ SCENARIOS: dict[str, Callable[[World], str]] = {
     "failover": failover,
     "delta": delta,
     "eureka-server": eureka_server,
-    "mixed": lambda w: mixed_cluster(w.procs),  # apreg as a peer of a Java Eureka server (#11)
+    "mixed": lambda w: mixed_cluster(w.procs, javas=1, apregs=2),  # apreg as a peer of Java Eureka servers (#11)
+    "reverse": lambda w: mixed_cluster(w.procs, javas=2, apregs=1),
+    "migrate": lambda w: migration_drill(w.procs),  # 3 Java nodes replaced by apreg one at a time, under load
 }

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from apreg.server.app import build_app
 from apreg.server.node import Node
@@ -196,6 +197,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0,
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(interval)
+
+
+async def scrape(c: LocalCluster, node: int, path: str = "/metrics") -> dict[str, list]:
+    """The node's metrics by family name (and every family under "__families__"), each checked to have HELP
+    and TYPE."""
+    status, body, headers = await c.request(node, "GET", path)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
+    text = body.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for family in families.values():  # every series announced with HELP and TYPE (a counter's with `_total`)
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"# HELP {name} " in text and f"# TYPE {name} {family.type}" in text and family.documentation
+    return {name: f.samples for name, f in families.items()} | {"__families__": list(families.values())}
 
 
 def instance_body(app: str, iid: str, port: int = 8080, status: str = "UP", renewal: float = 30,

@@ -6,12 +6,18 @@ protocol); answers are those of Netflix/eureka's PeerReplicationResource and Ins
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from typing import Any
+from typing import Any, AsyncIterator
+
+import aiohttp
+from aiohttp import web
 
 from apreg.eureka.replication import MAX_BATCH_ITEMS, REPLICATION_HEADER
+from apreg.server.app import _reload_peers, start_node
+from apreg.server.settings import NodeSettings
 
-from .harness import LocalCluster, eventually, instance_body
+from .harness import LocalCluster, eventually, free_port, instance_body, scrape
 
 BATCH = "/eureka/peerreplication/batch/"
 
@@ -178,3 +184,120 @@ async def test_the_node_registers_itself_as_one_of_the_java_peers_own_app() -> N
             assert await eventually(listed, 3)
             renewals = java.nodes[0].replica.counters.renewals_local
             assert await eventually(lambda: _true(java.nodes[0].replica.counters.renewals_local > renewals + 1), 3)
+
+
+async def _busy_peer() -> AsyncIterator[str]:
+    """A Java peer that answers every batch 503, as Eureka does when it wants its peers to back off."""
+    app = web.Application()
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app.router.add_post("/eureka/peerreplication/batch/", busy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/eureka/"
+    finally:
+        await runner.cleanup()
+
+
+def _samples(metrics: dict[str, list], sample: str, **labels: str) -> float:
+    """The sum of the samples named `sample` (a counter's `_total`, a histogram's `_count`) with these labels."""
+    family = sample.removesuffix("_total").removesuffix("_count")
+    return sum(s.value for s in metrics[family] if s.name == sample and s.labels.items() >= labels.items())
+
+
+async def test_metrics_and_status_show_each_java_peers_items_batches_queue_and_backoff() -> None:
+    busy_peers = _busy_peer()
+    busy = await anext(busy_peers)
+    try:
+        async with LocalCluster(1) as java:
+            good = f"{java.url(0)}/eureka/"
+            async with LocalCluster(1, eureka_peers=(good, busy)) as c:
+                assert (await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-1")))[0] == 204
+                assert await eventually(lambda: _present(java, "i-1"), 3)
+                await batch(java, [item("Cancel", "i-1")])  # the Java peer loses it: our heartbeat hears 404
+                assert (await c.request(0, "PUT", "/eureka/apps/SVC/i-1"))[0] == 200
+                assert await eventually(lambda: _present(java, "i-1"), 3)  # the 404 brought a Register
+                metrics = await scrape(c, 0)
+                assert _samples(metrics, "apreg_eureka_peer_items_total", peer=good, action="Heartbeat",
+                                status="404") == 1
+                assert _samples(metrics, "apreg_eureka_peer_items_total", peer=good, action="Register",
+                                status="200") == 2
+                assert _samples(metrics, "apreg_eureka_peer_batches_total", peer=good, outcome="delivered") == 3
+                assert _samples(metrics, "apreg_eureka_peer_reachable", peer=good) == 1
+                assert _samples(metrics, "apreg_eureka_peer_backoff_seconds", peer=good) == 0
+                assert _samples(metrics, "apreg_eureka_peer_batch_seconds_count", peer=good) == 3
+                # The busy peer took nothing: its items wait, backing off; it answered, so it is reachable.
+                assert _samples(metrics, "apreg_eureka_peer_batches_total", peer=busy, outcome="busy") >= 1
+                assert _samples(metrics, "apreg_eureka_peer_items_total", peer=busy) == 0
+                assert _samples(metrics, "apreg_eureka_peer_queue_depth", peer=busy) == 2  # i-1's Register and Heartbeat
+                assert _samples(metrics, "apreg_eureka_peer_backoff_seconds", peer=busy) > 0
+                assert _samples(metrics, "apreg_eureka_peer_last_error_timestamp_seconds", peer=busy) > 0
+                statuses = {s.labels["status"] for s in metrics["apreg_eureka_peer_items"]}
+                assert statuses <= {"200", "400", "404", "409", "503", "other"}
+                _, body, _ = await c.request(0, "GET", "/v1/status")
+                shown = {peer["url"]: peer for peer in json.loads(body)["eureka_peers"]}
+                assert shown[good]["items"] == {"Heartbeat": {"404": 1}, "Register": {"200": 2}}
+                assert shown[good]["sent"] == 2 and shown[good]["refused"] == 1 and shown[good]["batches"] == 3
+                assert shown[busy]["backoff_s"] > 0 and shown[busy]["batches_failed"] >= 1
+                assert "HTTP 503" in shown[busy]["last_error"] and shown[busy]["last_error_at"] > 0
+            received = await scrape(java, 0)  # the Java side's count of what it took, by action and answer
+            assert _samples(received, "apreg_eureka_items_received_total", action="Register", status="200") == 2
+            assert _samples(received, "apreg_eureka_items_received_total", action="Heartbeat", status="404") == 1
+    finally:
+        await busy_peers.aclose()
+
+
+async def test_a_node_starts_from_its_peers_registry_before_it_opens_its_port() -> None:
+    """Java peers only: their registry, as Eureka's syncUp takes it; apreg peers: the first pull. Either way a
+    client's first read of a node restarted empty lists everything (meanwhile its connections are refused)."""
+    async with LocalCluster(1) as java:
+        for k in range(3):
+            body = instance_body("svc", f"i-{k}")
+            body["instance"]["lastDirtyTimestamp"] = "1234"
+            await java.request(0, "POST", "/eureka/apps/SVC", json_body=body)
+        for peers in ({"eureka_peers": (f"{java.url(0)}/eureka/",)}, {"peers": (java.url(0),)}):
+            runner, node = await start_node(dataclasses.replace(NodeSettings(port=free_port()), **peers))
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"{node.settings.url}/eureka/apps/SVC",
+                                           headers={"Accept": "application/json"}) as response:
+                        listed = (await response.json())["application"]["instance"]
+                assert sorted(i["instanceId"] for i in listed) == ["i-0", "i-1", "i-2"], peers
+                assert {i["lastDirtyTimestamp"] for i in listed} == {"1234"}
+                if node.eureka_peers is not None:
+                    await _quiet()
+                    assert node.eureka_peers.peers[0].sent == 0  # what came from a Java peer is not sent back
+            finally:
+                await runner.cleanup()
+
+
+async def test_java_peers_follow_a_reload() -> None:
+    """SIGHUP re-reads --eureka-peers: a Java peer added gets the writes that follow, a removed one no more."""
+    async with LocalCluster(1) as one, LocalCluster(1) as two, LocalCluster(1) as c:
+        first, second = f"{one.url(0)}/eureka/", f"{two.url(0)}/eureka/"
+        node = c.nodes[0]
+        _reload_peers(node, lambda: dataclasses.replace(node.settings, eureka_peers=(first,)))
+        assert (await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-1")))[0] == 204
+        assert await eventually(lambda: _present(one, "i-1"), 3)
+        _reload_peers(node, lambda: dataclasses.replace(node.settings, eureka_peers=(second,)))
+        assert [peer.url for peer in node.eureka_peers.peers] == [second]  # type: ignore[union-attr]
+        assert (await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-2")))[0] == 204
+        assert await eventually(lambda: _present(two, "i-2"), 3)
+        await _quiet()
+        assert await _absent(one, "i-2")
+        assert await _absent(two, "i-1")  # a new peer starts with an empty queue
+
+
+async def test_a_stopping_node_sends_what_its_java_peers_have_not_got_yet() -> None:
+    """Batches wait up to 0.5 s for company: a write acknowledged just before a graceful stop goes out anyway."""
+    async with LocalCluster(1) as java:
+        c = LocalCluster(1, eureka_peers=(f"{java.url(0)}/eureka/",))
+        async with c:
+            assert (await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", "i-1")))[0] == 204
+            await c.kill(0)
+            assert await _present(java, "i-1")

@@ -174,3 +174,15 @@ async def test_a_link_that_failed_a_pull_gets_no_push_until_its_back_off_ends(pa
     pair.a.step()
     await settle()
     assert holds(pair.b, "i-1", "i-2")
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+async def test_the_first_pull_is_done_once_it_ended_whether_it_got_the_registry_or_failed(pair: Pair,
+                                                                                           reachable: bool) -> None:
+    pair.b.write(register("i-1"))
+    if not reachable:
+        pair.net.cut.add(B)
+    assert not pair.a.first_pull_done.is_set()  # app.py keeps the port closed meanwhile
+    pair.a.step()  # the initial pull
+    await settle()
+    assert pair.a.first_pull_done.is_set() and holds(pair.a, "i-1") == reachable == pair.a.in_sync

@@ -10,7 +10,6 @@ import logging
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from apreg import logs
 from apreg.server.metrics_api import MAX_APP_LABELS, OTHER_APPS
@@ -18,18 +17,7 @@ from apreg.server.app import build_app
 from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
 
-from .harness import LinkProxy, LocalCluster, eventually, free_port, instance_body
-
-
-async def _metrics(c: LocalCluster, node: int, path: str = "/metrics") -> dict[str, list]:
-    status, body, headers = await c.request(node, "GET", path)
-    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
-    text = body.decode()
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    for family in families.values():  # every series announced with HELP and TYPE (a counter's with `_total`)
-        name = family.name + ("_total" if family.type == "counter" else "")
-        assert f"# HELP {name} " in text and f"# TYPE {name} {family.type}" in text and family.documentation
-    return {name: f.samples for name, f in families.items()} | {"__families__": list(families.values())}
+from .harness import LinkProxy, LocalCluster, eventually, free_port, instance_body, scrape
 
 
 async def test_probes_metrics_and_bounded_labels() -> None:
@@ -48,8 +36,8 @@ async def test_probes_metrics_and_bounded_labels() -> None:
         async def replicated() -> bool:
             return len(await c.ids(1)) == sum(sizes.values())
         assert await eventually(replicated)
-        metrics = await _metrics(c, 1)
-        assert (await _metrics(c, 1, "/v1/metrics")).keys() == metrics.keys()
+        metrics = await scrape(c, 1)
+        assert (await scrape(c, 1, "/v1/metrics")).keys() == metrics.keys()
         for family in metrics.pop("__families__"):
             assert family.type != "counter" or all(s.name.endswith("_total") for s in family.samples)
 

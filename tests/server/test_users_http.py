@@ -72,3 +72,33 @@ def test_users_add_writes_a_file_serve_can_load(tmp_path: Path, monkeypatch: pyt
     path.write_text('[users.eve]\npassword = "plain"\nrole = "write"\n')
     assert main(["serve", "--port", "0", "--users", str(path)]) == 2
     assert "must be a hash from `apreg users add`" in capsys.readouterr().err
+
+
+async def test_the_dashboard_offers_each_user_exactly_the_actions_the_server_takes_from_them(
+        users_file: Path) -> None:
+    """/v1/session lists an action only if the server then takes that request from that user; without --users
+    it lists none (the page stays read-only)."""
+    async with LocalCluster(1, users=str(users_file)) as c:
+        offered = {}
+        for name in ("reader", "svc", "ops"):
+            status, body, _ = await c.request(0, "GET", "/v1/session", headers=basic(name, f"{name}-secret"))
+            session = json.loads(body)
+            assert status == 200 and session["users"] and session["user"] == name
+            offered[name] = {action["name"]: action for action in session["actions"]}
+        assert {name: sorted(actions) for name, actions in offered.items()} == {
+            "reader": [], "svc": ["deregister"], "ops": ["deregister", "out_of_service", "up"]}
+        assert (await c.request(0, "GET", "/v1/session"))[0] == 401
+        everything = offered["ops"]
+        for name in ("reader", "svc", "ops"):
+            for action in ("out_of_service", "up", "deregister"):  # in this order, each on a fresh instance
+                iid = f"{name}-{action}"
+                await c.request(0, "POST", "/eureka/apps/SVC", json_body=instance_body("svc", iid),
+                                headers=basic("svc", "svc-secret"))
+                template = everything[action]
+                path = template["path"].replace("{app}", "SVC").replace("{id}", iid)
+                status = (await c.request(0, template["method"], path, headers=basic(name, f"{name}-secret")))[0]
+                assert (status == 200) == (action in offered[name]), (name, action, status)
+                assert status in (200, 403)
+    async with LocalCluster(1) as open_cluster:
+        _, body, _ = await open_cluster.request(0, "GET", "/v1/session")
+        assert json.loads(body) == {"users": False, "user": None, "role": None, "actions": []}

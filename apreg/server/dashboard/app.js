@@ -1,10 +1,12 @@
 // The apreg dashboard: status polled every 2 s, changes followed live through /v1/watch, an app's instances
-// fetched only when it is opened. Plain DOM, no dependencies.
+// fetched only when it is opened, and the admin actions /v1/session lists for the logged-in user (none without
+// --users). Plain DOM, no dependencies.
 "use strict";
 
 const MAX_CHANGES = 100;
 const opened = new Set();  // apps whose instances are shown
 let appsTimer = null;
+let actions = [];  // {name, label, method, path} the server would take from this user
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -25,8 +27,8 @@ function ago(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-function when(iso) {
-  return iso ? new Date(iso).toLocaleTimeString() : "?";
+function when(time) {  // an ISO string or milliseconds
+  return time ? new Date(time).toLocaleTimeString() : "?";
 }
 
 function showStatus(status) {
@@ -42,7 +44,19 @@ function showStatus(status) {
     el("td", {class: "muted"}, p.last_error || "")));
   document.querySelector("#peers tbody").replaceChildren(...rows);
   if (!rows.length) document.querySelector("#peers tbody").append(el("tr", {}, el("td", {colspan: 4}, "none")));
+  showEurekaPeers(status.eureka_peers || []);
   showPreservation(status.self_preservation);
+}
+
+function showEurekaPeers(peers) {
+  document.getElementById("eureka").hidden = !peers.length;
+  const rows = peers.map(p => el("tr", {"data-eureka-peer": p.url},
+    el("td", {}, p.url),
+    el("td", {class: p.reachable ? "ok" : "bad"}, p.reachable ? "yes" : "no"),
+    el("td", {}, p.queued), el("td", {}, p.sent), el("td", {}, p.refused), el("td", {}, p.dropped),
+    el("td", {}, p.backoff_s ? `${p.backoff_s} s` : "-"),
+    el("td", {class: "muted"}, p.last_error ? `${p.last_error} (${when(p.last_error_at * 1000)})` : "")));
+  document.querySelector("#eureka-peers tbody").replaceChildren(...rows);
 }
 
 function showPreservation(sp) {
@@ -95,10 +109,40 @@ async function instancesRow(app) {
   const instances = [].concat(doc.application.instance || []);
   const lines = instances.map(i => {
     const meta = Object.entries(i.metadata || {}).filter(([k]) => k !== "@class" && k !== "zone").map(([k, v]) => `${k}=${v}`);
-    return el("div", {}, `${i.instanceId} ${i.status} ${i.hostName}:${i.port.$} zone=${(i.metadata || {}).zone || "-"}`,
-              el("span", {class: "muted"}, meta.length ? ` · ${meta.join(", ")}` : ""));
+    return el("div", {"data-instance": i.instanceId},
+              `${i.instanceId} ${i.status} ${i.hostName}:${i.port.$} zone=${(i.metadata || {}).zone || "-"}`,
+              el("span", {class: "muted"}, meta.length ? ` · ${meta.join(", ")}` : ""),
+              ...actions.map(action => actionButton(action, app, i.instanceId)));
   });
   return el("tr", {class: "instances"}, el("td", {colspan: 3}, ...lines));
+}
+
+function actionButton(action, app, id) {
+  const button = el("button", {type: "button", "data-action": action.name}, action.label);
+  button.addEventListener("click", event => {
+    event.stopPropagation();
+    if (action.name === "deregister" && !confirm(`Deregister ${app}/${id}?`)) return;
+    act(action, app, id).catch(console.warn);
+  });
+  return button;
+}
+
+async function act(action, app, id) {
+  const path = action.path.replace("{app}", encodeURIComponent(app)).replace("{id}", encodeURIComponent(id));
+  const response = await fetch(path, {method: action.method, headers: {Accept: "application/json"}});
+  const problem = document.getElementById("action-error");
+  problem.hidden = response.ok;
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    problem.textContent = `${action.label} ${app}/${id}: HTTP ${response.status} ${body.detail || ""}`;
+  }
+  await refreshApps();
+}
+
+function showSession(session) {
+  actions = session.actions;
+  document.getElementById("session").textContent = !session.users ? "· read-only (no --users)"
+    : `· ${session.user} (${session.role})${actions.length ? "" : ", read-only"}`;
 }
 
 function toggle(app) {
@@ -116,6 +160,7 @@ function showChange(change) {
 async function start() {
   const status = await getJSON("/v1/status");
   showStatus(status);
+  showSession(await getJSON("/v1/session"));
   await refreshApps();
   const stream = new EventSource(`/v1/watch?since=${Math.max(0, status.feed_seq - MAX_CHANGES)}`);
   stream.addEventListener("change", event => {
