@@ -438,6 +438,7 @@ class Node:
                     if url not in self._channels:
                         return  # removed while the pull was running
                     self._apply_page(url, reply)
+                    await asyncio.sleep(0)  # pages already read would otherwise be applied back to back
         except PeerUnavailable:
             return
         finally:
