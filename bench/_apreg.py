@@ -24,9 +24,10 @@ def command() -> list[str]:
 
 
 def serve_argv(port: int, node_id: str, peers: list[str], extra_args: list[str]) -> list[str]:
-    """`apreg serve` on 127.0.0.1:`port` with these peers (none: a lone node)."""
+    """`apreg serve` on 127.0.0.1:`port` with these peers (none: a lone node); `{node}` in an extra argument is
+    the node's id (each node's own `--data-dir`)."""
     return [*command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", node_id,
-            *(["--peers", ",".join(peers)] if peers else []), *extra_args]
+            *(["--peers", ",".join(peers)] if peers else []), *(a.replace("{node}", node_id) for a in extra_args)]
 
 
 def instance_ids(payload: dict) -> list[str]:

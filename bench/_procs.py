@@ -79,6 +79,11 @@ class Managed:
         self._signal(signal.SIGCONT)
         self.paused = False
 
+    def kill(self) -> None:
+        """SIGKILL the group at once: a crash, no clean stop."""
+        self._signal(signal.SIGKILL)
+        self.proc.wait()
+
     def stop(self, grace: float = 5.0) -> str:
         """SIGCONT+SIGTERM the group, SIGKILL after `grace` s; returns how it ended."""
         if self.proc.poll() is not None:

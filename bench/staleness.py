@@ -12,16 +12,24 @@ j's watcher was told of it. Samples are taken only at nodes other than the write
 
     bench/staleness.py --system etcd --nodes 3 --writes 1000 --rate 200 --json out.json
     bench/staleness.py --system apreg --sweep push-window=0,0.002,0.01 --json sweep.json
+    bench/staleness.py --system apreg --data-dir /var/tmp --sweep fsync=always,interval,never
+
+`--data-dir DIR` (apreg) gives each node its own `--data-dir` in a fresh directory under DIR, removed afterwards:
+DIR should be on the disk being measured (not a tmpfs).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -116,47 +124,49 @@ def _analyse(records: list[WriteRecord], watchers: list[Watcher]) -> dict:
 async def measure(system: str, nodes: int, writes: int, rate: float,
                   extra_args: list[str] | None = None, drain: float | None = None,
                   write_timeout: float = 5.0, keep: bool = False,
-                  samples: bool = False, warmup: int = 200) -> dict:
+                  samples: bool = False, warmup: int = 200, data_dir: Path | None = None) -> dict:
     """One fresh cluster, warm-up, W open-loop writes, bounded drain (the system's own `drain_s` unless
-    given); the result dict."""
+    given); the result dict. With `data_dir`, each apreg node keeps its state in a fresh directory there."""
     if drain is None:
         drain = cluster_class(system).drain_s
     if nodes < 2:
         raise ValueError("need at least 2 nodes: visibility is measured at the others")
     probes = probe_names(nodes)
-    async with open_cluster(system, nodes, extra_args, keep=keep) as cluster:
-        watchers: list[Watcher] = []
-        try:
-            for j in range(nodes):
-                watchers.append(await Watcher.start(system, j, cluster.watch_endpoint(j),
-                                                    cluster.namespace, len(probes), writes))
-            await asyncio.gather(*(w.wait_ready(30) for w in watchers))
-            await _warm_up(cluster, watchers, probes, warmup, max(15.0, drain))  # Eureka's reads lag 30 s
+    with _data_dirs(data_dir) as dirs:
+        async with open_cluster(system, nodes, [*(extra_args or []), *dirs], keep=keep) as cluster:
+            watchers: list[Watcher] = []
+            try:
+                for j in range(nodes):
+                    watchers.append(await Watcher.start(system, j, cluster.watch_endpoint(j),
+                                                        cluster.namespace, len(probes), writes))
+                await asyncio.gather(*(w.wait_ready(30) for w in watchers))
+                await _warm_up(cluster, watchers, probes, warmup, max(15.0, drain))  # Eureka's reads lag 30 s
 
-            names = write_names(writes)
-            t0 = time.monotonic() + 0.05
-            records = [WriteRecord(name, i % nodes, t0 + i / rate) for i, name in enumerate(names)]
-            tasks = []
-            for rec in records:
-                delay = rec.due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(_write(cluster, rec, write_timeout)))
-            await asyncio.gather(*tasks)
-            # Bounded wait: until everything acked is seen at every other node, or
-            # `drain` seconds after the last scheduled write.
-            deadline = records[-1].due + drain if records else time.monotonic()
-            while time.monotonic() < deadline:
-                if all(r.ack is None or all(r.name in w.seen for w in watchers if w.node != r.node)
-                       for r in records):
-                    break
-                await asyncio.sleep(0.01)
-            duration = (max((r.ack or r.sent or r.due) for r in records) - t0) if records else 0.0
-        finally:
-            for w in watchers:
-                await w.stop()
+                names = write_names(writes)
+                t0 = time.monotonic() + 0.05
+                records = [WriteRecord(name, i % nodes, t0 + i / rate) for i, name in enumerate(names)]
+                tasks = []
+                for rec in records:
+                    delay = rec.due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(_write(cluster, rec, write_timeout)))
+                await asyncio.gather(*tasks)
+                # Bounded wait: until everything acked is seen at every other node, or
+                # `drain` seconds after the last scheduled write.
+                deadline = records[-1].due + drain if records else time.monotonic()
+                while time.monotonic() < deadline:
+                    if all(r.ack is None or all(r.name in w.seen for w in watchers if w.node != r.node)
+                           for r in records):
+                        break
+                    await asyncio.sleep(0.01)
+                duration = (max((r.ack or r.sent or r.due) for r in records) - t0) if records else 0.0
+            finally:
+                for w in watchers:
+                    await w.stop()
     result = {"system": system, "nodes": nodes, "writes": writes, "rate": rate,
-              "extra_args": list(extra_args or []), "duration_s": round(duration, 3),
+              "extra_args": list(extra_args or []), "data_dir": str(data_dir) if data_dir else None,
+              "duration_s": round(duration, 3),
               "warmup_writes": warmup, "drain_s": drain, "write_timeout_s": write_timeout,
               **_analyse(records, watchers),
               "watcher_errors": {w.node: w.errors for w in watchers if w.errors
@@ -165,6 +175,19 @@ async def measure(system: str, nodes: int, writes: int, rate: float,
     if samples:
         result["samples"] = {k: [round(v, 3) for v in vs] for k, vs in raw.items()}
     return result
+
+
+@contextlib.contextmanager
+def _data_dirs(base: Path | None) -> Iterator[list[str]]:
+    """`apreg serve` arguments giving each node its own --data-dir in a fresh directory under `base`."""
+    if base is None:
+        yield []
+        return
+    run_dir = tempfile.mkdtemp(prefix="staleness-", dir=base)
+    try:
+        yield ["--data-dir", f"{run_dir}/{{node}}"]
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def parse_sweep(spec: str) -> tuple[str, list[str]]:
@@ -207,10 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="untimed writes before the run")
     ap.add_argument("--samples", action="store_true", help="include raw samples in the JSON")
     ap.add_argument("--keep", action="store_true", help="keep server logs (temp dir)")
+    ap.add_argument("--data-dir", type=Path, help="apreg: each node keeps its state (--data-dir) in a fresh "
+                    "directory under this one; put it on the disk to measure")
     a = ap.parse_args(argv)
     install_exit_handlers()
     if a.writes < 1 or a.rate <= 0 or a.nodes < 2:
         ap.error("need --writes >= 1, --rate > 0, --nodes >= 2")
+    if a.data_dir is not None and a.system != "apreg":
+        ap.error("--data-dir is apreg's")
     if skip_if_unavailable(a.system, a.json):
         return 0
 
@@ -221,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = [[flag, v] for v in values]
     for extra in variants:
         r = asyncio.run(measure(a.system, a.nodes, a.writes, a.rate, extra, a.drain,
-                                a.write_timeout, a.keep, a.samples, a.warmup))
+                                a.write_timeout, a.keep, a.samples, a.warmup, a.data_dir))
         print_result(r)
         runs.append((extra, r))
     if a.json:

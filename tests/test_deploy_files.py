@@ -50,9 +50,14 @@ def test_the_statefulset_uses_real_flags_probes_and_its_own_service() -> None:
     [container] = statefulset["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     check_serve_command(args)
-    peers_dns = args[args.index("--peers-dns") + 1]
-    assert peers_dns.startswith(f"{headless['metadata']['name']}.{statefulset['metadata']['namespace']}.svc")
-    assert int(peers_dns.rsplit(":", 1)[1]) == container["ports"][0]["containerPort"] == int(args[args.index("--port") + 1])
+    peers_dns = args[args.index("--peers-dns") + 1]  # the headless Service's SRV records for its named port
+    [port] = headless["spec"]["ports"]
+    assert peers_dns.startswith(f"_{port['name']}._tcp.{headless['metadata']['name']}."
+                                f"{statefulset['metadata']['namespace']}.svc")
+    assert port["port"] == container["ports"][0]["containerPort"] == int(args[args.index("--port") + 1])
+    data_dir = args[args.index("--data-dir") + 1]  # on a volume of the pod's own, from the claim template
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    assert {"name": claim["metadata"]["name"], "mountPath": data_dir} in container["volumeMounts"]
     known = routes()
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["path"] in known, f"{probe} path is not served"
@@ -68,6 +73,7 @@ def test_the_systemd_unit_runs_serve_with_real_flags_and_reloads_by_sighup() -> 
     assert argv[0].endswith("/apreg")
     check_serve_command(argv[1:])
     assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"  # apreg serve re-reads its settings on HUP
+    assert argv[argv.index("--data-dir") + 1] == "/var/lib/" + unit["Service"]["StateDirectory"]  # writable there
 
 
 def test_the_dockerfile_copies_what_exists_and_runs_serve_with_real_flags() -> None:

@@ -390,7 +390,8 @@ class Replica(Driving, TimePasses):
             return None
         if isinstance(message, Digest):
             since = message.since if message.expect == self.replica_id else 0
-            page = self.log.since(since, self.config.max_page_items)
+            page = (Page([], [], self.log.head, False) if self.log.newest_not_from(message.sender) <= since
+                    else self.log.since(since, self.config.max_page_items))  # (all it lacks is its own changes)
             delta = page_delta(self.replica_id, page, since, message.sender, now_ms, self._direct(now_ms),
                                holds=dict(message.holds))
             return DigestReply(delta, page.more, self.watermarks.get(message.sender, 0))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .instance import InstanceKey
 
-SWEEP_SLICE = 2_000  # ledger breakpoints per slice: a few milliseconds of the caller's time
+SWEEP_SLICE = 500  # ledger breakpoints per slice: 2,000 held a 100,000-instance node's loop 30-50 ms (bench/sync.py)
 EVICTIONS_PER_ENTRY = 8  # an eviction (index, feed, documents) costs about as much as this many breakpoints
 
 

@@ -21,6 +21,7 @@ from .views import AUTO_STRINGS, XML_ILLEGAL
 MAX_NAME_CHARS = 256  # app, instance id, host name, ip address, metadata keys
 MAX_TEXT_CHARS = 4096  # URLs, VIPs and every other string, metadata values included
 MAX_METADATA_ENTRIES = 256
+MAX_METADATA_CHARS = 256 * 1024  # keys and values of one metadata map together (a quarter of the body limit)
 MAX_METADATA_PARAMS = 64  # entries in one `PUT .../metadata?k=v` update
 MAX_TIMESTAMP_MS = 2**63 - 1  # Java long
 
@@ -61,12 +62,15 @@ def parse_status(value: str | None, *, required: bool, name: str = "value") -> S
     raise CodecError("invalid_status", f"{name} must be one of {allowed}, got {_show(value)}")
 
 
-def parse_metadata_update(params: Mapping[str, str]) -> dict[str, str]:
-    """The query of `PUT .../metadata?k=v`, checked as registered metadata is (no empty keys, no control
-    characters, bounded sizes)."""
+def parse_metadata_update(params: Mapping[str, str], current: Mapping[str, str]) -> dict[str, str]:
+    """The query of `PUT .../metadata?k=v` for an instance whose metadata is `current`, checked as registered
+    metadata is (no empty keys, no control characters, bounded sizes), and refused if the instance's metadata
+    afterwards is more than a registration takes: updates cannot add up past the bounds one by one."""
     if len(params) > MAX_METADATA_PARAMS:
         raise CodecError("invalid_metadata", f"at most {MAX_METADATA_PARAMS} metadata entries per update")
-    return _string_map(dict(params), "metadata")
+    changes = _string_map(dict(params), "metadata")
+    _check_metadata_bounds({**current, **changes}, "metadata after this update")
+    return changes
 
 
 def parse_timestamp(value: str | int | float | None, name: str) -> int | None:
@@ -287,9 +291,17 @@ def _string_map(value: Any, name: str) -> dict[str, str]:
             raise CodecError("invalid_metadata", f"{name} has an empty key")
         _check_text(key, f"{name} key {_show(key)}", MAX_NAME_CHARS, "invalid_metadata")
         out[key] = _metadata_value(item, f"{name}.{key}")
-    if len(out) > MAX_METADATA_ENTRIES:
-        raise CodecError("invalid_metadata", f"{name} has {len(out)} entries, more than {MAX_METADATA_ENTRIES}")
+    _check_metadata_bounds(out, name)
     return out
+
+
+def _check_metadata_bounds(metadata: Mapping[str, str], name: str) -> None:
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise CodecError("invalid_metadata", f"{name} has {len(metadata)} entries, more than {MAX_METADATA_ENTRIES}")
+    chars = sum(len(key) + len(value) for key, value in metadata.items())
+    if chars > MAX_METADATA_CHARS:
+        raise CodecError("too_long", f"{name} holds {chars} characters of keys and values, more than "
+                         f"{MAX_METADATA_CHARS}")
 
 
 def _metadata_value(value: Any, name: str) -> str:

@@ -97,7 +97,10 @@ async def start_node(settings: NodeSettings) -> tuple[web.AppRunner, Node]:
     NODE.set(settings.name)
     node = Node(settings, clock=node_clock())
     access_log = logging.getLogger(ACCESS_LOGGER) if settings.access_log else None
-    runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False)
+    # aiohttp's keep-alive timer starts when a connection opens and again after each answer, and closes the
+    # connection if no complete request has arrived by then: the header timeout (aiohttp's default is an hour).
+    runner = web.AppRunner(build_app(node), access_log=access_log, handle_signals=False,
+                           keepalive_timeout=settings.header_timeout)
     await runner.setup()
     try:  # the node's timers started with the app: its first pull runs while the port still refuses clients
         await asyncio.wait_for(node.first_pull_done.wait(), FIRST_PULL_WAIT_S)

@@ -88,7 +88,7 @@ _BODY_KEY = "apreg.body"
 
 def json_errors(count: Callable[[], None]) -> Middleware:
     """A middleware turning client errors and aiohttp's HTTP errors into JSON error bodies; `count` is called
-    for every client error (4xx), so /v1/status can show them."""
+    for every client error (4xx, not the node's own 5xx), so /v1/status can show them."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -101,9 +101,10 @@ def json_errors(count: Callable[[], None]) -> Middleware:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            count()
+            if exc.status < 500:
+                count()
             return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
-        if response.status >= 400:
+        if 400 <= response.status < 500:
             count()
         return response
 

@@ -62,6 +62,7 @@ class EurekaApi:
         info = codec.parse_register(body, request.content_type, request.match_info["app"], now)
         self.node.write(lambda replica, now: replica.register(info, now), now)
         self.node.forward(request.headers, Action.REGISTER, info.key)
+        await self.node.acknowledgeable()
         return web.Response(status=204)
 
     async def renew(self, request: web.Request) -> web.Response:
@@ -74,33 +75,37 @@ class EurekaApi:
 
     async def cancel(self, request: web.Request) -> web.Response:
         key = _key(request)
-        return self._done(self.node.write(lambda replica, now: replica.cancel(key, now)), request, Action.CANCEL,
-                          key)
+        found = self.node.write(lambda replica, now: replica.cancel(key, now))
+        return await self._done(found, request, Action.CANCEL, key)
 
     async def set_status(self, request: web.Request) -> web.Response:
         status = codec.parse_status(request.query.get("value"), required=True)
         assert status is not None
         key = _key(request)
-        return self._done(self.node.write(lambda replica, now: replica.set_status(key, status, now)), request,
-                          Action.STATUS_UPDATE, key)
+        found = self.node.write(lambda replica, now: replica.set_status(key, status, now))
+        return await self._done(found, request, Action.STATUS_UPDATE, key)
 
     async def remove_status(self, request: web.Request) -> web.Response:
         fallback = codec.parse_status(request.query.get("value"), required=False) or Status.UNKNOWN
         key = _key(request)
-        return self._done(self.node.write(lambda replica, now: replica.remove_status(key, fallback, now)), request,
-                          Action.DELETE_STATUS_OVERRIDE, key)
+        found = self.node.write(lambda replica, now: replica.remove_status(key, fallback, now))
+        return await self._done(found, request, Action.DELETE_STATUS_OVERRIDE, key)
 
     async def update_metadata(self, request: web.Request) -> web.Response:
-        changes = codec.parse_metadata_update(request.query)
         key = _key(request)
+        record = self.replica.visible(key)
+        if record is None or record.info is None:
+            return _not_found(request)
+        changes = codec.parse_metadata_update(request.query, record.info.metadata)
         # Eureka replicates a metadata change as a Register of the whole instance (InstanceResource).
-        return self._done(self.node.write(lambda replica, now: replica.update_metadata(key, changes, now)), request,
-                          Action.REGISTER, key)
+        found = self.node.write(lambda replica, now: replica.update_metadata(key, changes, now))
+        return await self._done(found, request, Action.REGISTER, key)
 
-    def _done(self, found: bool, request: web.Request, action: Action, key: InstanceKey) -> web.Response:
+    async def _done(self, found: bool, request: web.Request, action: Action, key: InstanceKey) -> web.Response:
         if not found:
             return _not_found(request)
         self.node.forward(request.headers, action, key)
+        await self.node.acknowledgeable()
         return web.Response(status=200)
 
     # ----- reads ---------------------------------------------------------------------------------------------

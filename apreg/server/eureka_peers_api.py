@@ -42,4 +42,7 @@ class EurekaPeerApi:
             answers.append(answer)
             counts[(action, answer.status)] = counts.get((action, answer.status), 0) + 1
         node.metrics.count_eureka_items(counts)
+        # On disk before the answer, as a client's write; not held for our peers: a Java peer gives up on a batch
+        # after 200 ms and would only send it again.
+        await node.acknowledgeable(replicas=False)
         return web.Response(body=replication.render_answers(answers), content_type="application/json")

@@ -29,9 +29,11 @@ from apreg.peer.channels import Channel, HttpTransport, Transport
 from apreg.peer.transport import PeerLink, PeerUnavailable
 
 from . import collector
+from .acks import ReplicaAcks
 from .clock_view import describe as describe_clock
-from .discovery import Resolver, peers_from_dns, system_resolver
+from .discovery import Resolver, SrvLookup, peers_from_dns, system_resolver, system_srv
 from .documents import DocumentCache
+from .durability import Durability
 from .eureka_peers import EurekaReplicator, is_replication, self_instance
 from .feed import ChangeFeed
 from .instruments import Instruments
@@ -95,11 +97,12 @@ class Node:
     """`clock` gives the core's time (wall ms), `monotonic` the links' back-off time (s); tests inject both."""
 
     def __init__(self, settings: NodeSettings, clock: Callable[[], int] = wall_ms,
-                 resolver: Resolver = system_resolver, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 resolver: Resolver = system_resolver, monotonic: Callable[[], float] = time.monotonic,
+                 srv: SrvLookup = system_srv) -> None:
         self.settings = settings
         self.now_ms = clock
         self.monotonic = monotonic
-        self.resolver = resolver
+        self.resolver, self.srv = resolver, srv
         incarnation = f"{time.time_ns():x}{os.urandom(2).hex()}"
         self.replica = Replica(settings.name, incarnation, settings.core_config(), settings.peers)
         self.feed = ChangeFeed()
@@ -120,6 +123,9 @@ class Node:
         self._activity: dict[ChangeKind, int] = {}  # changes applied since the last activity line, by action
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
         self._running: set[asyncio.Task[None]] = set()
+        self.durability = Durability(settings.data_dir, self.replica, settings.fsync) if settings.data_dir else None
+        self.acks = ReplicaAcks(settings.ack_replicas, settings.peer_timeout, self._probe, self._peer_urls
+                                ) if settings.ack_replicas else None
         self.eureka_peers = self._eureka_replicator(settings.eureka_peers) if settings.eureka_peers else None
         self._first_pulls = set(self.links)  # peers whose initial pull has not ended yet
         self.first_pull_done = asyncio.Event()  # set once the initial pull ended, done or failed (app.py waits)
@@ -164,6 +170,9 @@ class Node:
     async def start(self, transport: Transport | None = None) -> None:
         s = self.settings
         NODE.set(s.name)  # the timers' tasks inherit it: their log lines name this node
+        durability = self.durability
+        if durability is not None:  # before anything is served or pulled
+            self.write(lambda _replica, now: durability.restore(now))
         self.open(transport)
         loops = [self._drive(),
                  self._every(s.renewal_interval / 4, self._refresh_documents),
@@ -179,6 +188,8 @@ class Node:
             loops.append(self._follow_dns())
         if s.eureka_app:
             loops.append(self._register_self())
+        if self.durability is not None:
+            loops.append(self.durability.run())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -191,6 +202,8 @@ class Node:
             if self.eureka_peers is not None:
                 await self.eureka_peers.flush(self._session, EUREKA_FLUSH_S)
             await self._session.close()
+        if self.durability is not None:
+            self.durability.close()
 
     async def _every(self, seconds: float, action: Callable[[], object]) -> None:
         while True:
@@ -240,7 +253,11 @@ class Node:
         return result
 
     def _act(self, effects: Effects) -> None:
-        """Act on effects in their documented order: send, publish, log."""
+        """Act on effects in their documented order: send, publish, log; with --data-dir, what the core applied
+        is appended to the data dir's log first (from the core's change log, which also holds what changed no
+        visible state)."""
+        if self.durability is not None:  # on disk before it is sent on or shown
+            self.durability.capture()
         if not effects:
             return
         for out in effects.messages:
@@ -286,6 +303,26 @@ class Node:
             way = "stream" if channel.link.streaming else "post"
             self.metrics.push_duration.labels(way).observe(time.perf_counter() - start)
         self._wake.set()  # what came due meanwhile goes next
+
+    async def acknowledgeable(self, replicas: bool = True) -> None:
+        """Returns once the client's write just made may be acknowledged: on disk when `--fsync always` asks for
+        it, and held by `--ack-replicas` peers (503 otherwise; with `replicas` only), both awaited at once."""
+        waits = []
+        if self.acks is not None and replicas:
+            waits.append(self.acks.wait(self.replica.log.head))
+        if self.durability is not None:
+            waits.append(self.durability.synced())
+        if waits:
+            await asyncio.gather(*waits)
+
+    def _peer_urls(self) -> list[str]:
+        return [url for url in self.links if url not in self._itself]
+
+    async def _probe(self, url: str) -> None:
+        """An anti-entropy exchange with one peer now, for the watermark of our log its reply carries (acks.py,
+        through `_apply_page`); its repair push also brings the peer what a skipped or lost eager push did not."""
+        if url in self.links:
+            await self._pull(url, self.replica.digest_for(url))
 
     # ----- what operators see ---------------------------------------------------------------------------------
 
@@ -361,7 +398,7 @@ class Node:
         s = self.settings
         while True:
             try:
-                found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), self.resolver)
+                found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), self.resolver, self.srv)
             except OSError as exc:  # the name is gone or DNS is down: keep the peers we have
                 log.warning("node %s: cannot resolve --peers-dns %s: %s", s.name, s.peers_dns, exc)
             else:
@@ -404,6 +441,7 @@ class Node:
                     if url not in self._channels:
                         return  # removed while the pull was running
                     self._apply_page(url, reply)
+                    await asyncio.sleep(0)  # pages already read would otherwise be applied back to back
         except PeerUnavailable:
             return
         finally:
@@ -425,6 +463,8 @@ class Node:
             self.first_pull_done.set()
 
     def _apply_page(self, url: str, page: DigestReply) -> None:
+        if self.acks is not None:
+            self.acks.held(url, page.your_watermark)
         if page.more:
             self.replica.expect_page_after(url, page)
         bulk = not self.replica.synced

@@ -19,6 +19,7 @@ from apreg.core.lease import MAX_LEASE_S, MIN_LEASE_S, lease_ms, valid_lease_s
 from apreg.logs import FORMATS, LEVELS
 
 from .discovery import parse_target
+from .durability import FSYNC_POLICIES
 
 SECRET_ENV = "APREG_SECRET"
 TABLE = "apreg"  # a config file may hold its keys at the top level or under [apreg], not both
@@ -50,6 +51,7 @@ class NodeSettings:
     tombstone_ttl: float = 24 * 3600.0
     max_clock_skew: float = 60.0
     peer_timeout: float = 5.0
+    header_timeout: float = 60.0  # a connection's time to complete its request headers, or idle between requests
     read_cache_max_age: float = 0.25  # a changing registry's full document may be served this old (0: never)
     log_level: str = "INFO"
     log_format: str = "text"
@@ -60,8 +62,11 @@ class NodeSettings:
     peer_mtls: bool = False  # peer endpoints only for connections with a certificate the CA signed
     users: str = ""  # TOML file of client users (users.py); empty: clients need no password
     advertise_url: str = ""  # what peers and operators call this node (default: from host and port)
-    peers_dns: str = ""  # NAME[:PORT] whose A/AAAA records are the peers (a headless Service)
+    peers_dns: str = ""  # NAME[:PORT] whose A/AAAA records are the peers, or an SRV name (_svc._tcp.NAME)
     peers_dns_interval: float = 30.0
+    data_dir: str = ""  # keep what the node applied here (durability.py); empty: memory only
+    ack_replicas: int = 0  # acknowledge a client's write once this many peers hold it (acks.py)
+    fsync: str = "interval"  # always | interval | never: what a machine crash may take (durability.py)
 
     @property
     def scheme(self) -> str:
@@ -88,17 +93,20 @@ class NodeSettings:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 1-65535 (or 0 for any free port), got {self.port}")
         positive = ("renewal_interval", "lease_duration", "eviction_interval", "renewal_window",
-                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval")
+                    "anti_entropy_interval", "tombstone_ttl", "max_clock_skew", "peer_timeout", "peers_dns_interval",
+                    "header_timeout")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("push_window", "fanout", "read_cache_max_age"):
+        for name in ("push_window", "fanout", "read_cache_max_age", "ack_replicas"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if not 0 < self.renewal_threshold <= 1:
             raise ValueError(f"renewal-threshold must be in (0, 1], got {self.renewal_threshold}")
         if self.log_level not in LEVELS:
             raise ValueError(f"log-level must be one of {', '.join(LEVELS)}, got {self.log_level!r}")
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {self.fsync!r}")
         if self.log_format not in FORMATS:
             raise ValueError(f"log-format must be one of {', '.join(FORMATS)}, got {self.log_format!r}")
         for peer in self.peers:
@@ -108,6 +116,9 @@ class NodeSettings:
                 raise ValueError(f"{name.replace('_', '-')} must be between {MIN_LEASE_S} and {MAX_LEASE_S:.0f} s")
         if self.peers_dns:
             parse_target(self.peers_dns, self.port)
+        elif self.ack_replicas > len(self.peers):
+            raise ValueError(f"ack-replicas {self.ack_replicas} needs at least that many --peers (or --peers-dns), "
+                             f"got {len(self.peers)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls-cert and tls-key go together")
         if self.peer_mtls and not (self.tls_cert and self.tls_ca):
@@ -184,6 +195,9 @@ FLAGS = (
          "until they are not"),
     Flag("read-cache-max-age", "read_cache_max_age", float, "while the registry keeps changing, a full fetch may "
          "be served as of its last render this many seconds ago; 0 renders every change"),
+    Flag("header-timeout", "header_timeout", float, "a connection that has not sent a complete request's headers "
+         "this many seconds after it opened (or after its last answer) is closed: idle and half-open connections "
+         "cannot hold every file descriptor"),
     Flag("secret", "secret", str, f"HMAC key for peer messages (or env {SECRET_ENV}); all nodes need the same",
          "none"),
     Flag("tls-cert", "tls_cert", str, "PEM certificate (chain) to serve HTTPS with, and to present to peers", "none",
@@ -196,8 +210,16 @@ FLAGS = (
     Flag("advertise-url", "advertise_url", str, "the URL peers and operators call this node", "http(s)://HOST:PORT",
          metavar="URL"),
     Flag("peers-dns", "peers_dns", str, "NAME[:PORT] whose A/AAAA records list the peers, e.g. a Kubernetes "
-         "headless Service", "none", metavar="NAME[:PORT]"),
+         "headless Service, or an SRV name _service._tcp.NAME whose records give each peer's host and port",
+         "none", metavar="NAME[:PORT]"),
     Flag("peers-dns-interval", "peers_dns_interval", float, "seconds between re-resolving --peers-dns"),
+    Flag("ack-replicas", "ack_replicas", int, "acknowledge a client's write only once this many peers hold it; "
+         "503 if they do not within 5 s (the write stays applied and still replicates)", metavar="K"),
+    Flag("data-dir", "data_dir", str, "keep the registry in this directory (a snapshot and an append-only log), "
+         "so a restarted node comes back with what it acknowledged", "none: memory only", metavar="DIR"),
+    Flag("fsync", "fsync", str, "when the data dir's log is flushed to disk: always (acknowledgements wait for "
+         "it), interval (once a second) or never (the kernel decides); a killed process loses nothing under any",
+         choices=FSYNC_POLICIES),
     Flag("users", "users", str, "TOML file of client users and roles (apreg users add); none: clients need no "
          "password", "none", metavar="FILE"),
     Flag("log-level", "log_level", str, "logging level; DEBUG adds a line per registration, cancel and eviction",

@@ -50,5 +50,7 @@ def status_document(node: Node) -> dict[str, Any]:
         "purged": counters.purged,
         "log_head": replica.log_head,
         "feed_seq": node.feed.seq,
+        "data_dir": node.durability.status() if node.durability else None,
+        "ack_replicas": node.settings.ack_replicas,
     }
 

@@ -45,6 +45,24 @@ def test_staleness_apreg(tmp_path: Path) -> None:
     assert r["ack_ms"]["p50"] <= r["ack_ms"]["p99"] <= r["ack_ms"]["max"]
 
 
+def test_staleness_apreg_with_data_dirs(tmp_path: Path) -> None:
+    out = tmp_path / "staleness.json"
+    _run("staleness.py", "--system", "apreg", "--nodes", "2", "--writes", "20", "--rate", "50", "--warmup", "10",
+         "--data-dir", str(tmp_path), "--json", str(out))
+    r = _load(out)
+    assert r["data_dir"] == str(tmp_path) and r["lost"] == 0 and r["errors"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["staleness.json"]  # the nodes' directories are gone again
+
+
+def test_crash_window_apreg(tmp_path: Path) -> None:
+    out = tmp_path / "crash.json"
+    _run("crash_window.py", "--writes", "20", "--concurrency", "5", "--rounds", "1", "--variant=--ack-replicas=1",
+         "--json", str(out))
+    rounds = json.loads(out.read_text())
+    assert [r["extra_args"] for r in rounds] == [[], ["--ack-replicas=1"]]
+    assert all(r["acked"] == 20 for r in rounds) and rounds[1]["lost"] == 0
+
+
 def test_partition_apreg(tmp_path: Path) -> None:
     out = tmp_path / "partition.json"
     _run("partition.py", "--system", "apreg", "--writes", "5", "--json", str(out))

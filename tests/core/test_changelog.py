@@ -206,7 +206,8 @@ def test_newest_not_from_bounds_the_newest_change_of_any_other_origin(ops: list[
 
 def test_a_node_that_pulled_a_registry_sends_none_of_it_back_and_still_pushes_its_own_writes() -> None:
     """After pulling more than a push holds, b's log is all a's: its eager pushes to a carry nothing, the repair
-    push answering each page credits a with b's whole log, and b's next own write goes to a at once."""
+    push answering each page credits a with b's whole log, a digest from a is answered with one empty page, and
+    b's next own write goes to a at once."""
     a, b = pair(CoreConfig(max_page_items=50, max_batch_items=40))
     for i in range(120):
         a.register(info(f"i-{i}"), T0)
@@ -224,6 +225,9 @@ def test_a_node_that_pulled_a_registry_sends_none_of_it_back_and_still_pushes_it
             a.receive(out.message, T0)  # repair pushes: ranges without changes
         reply = a.next_page(digest, reply, T0) if reply.more else None
     assert len(b.records) == 120 and a.watermarks[b.replica_id] == b.log.head
+    whole = b.receive(Digest(a.replica_id, a.log.head, b.replica_id, 0), T0)  # a asks for all of b's log
+    assert isinstance(whole, DigestReply) and not whole.more and whole.delta.upto == b.log.head
+    assert whole.delta.records == whole.delta.renewals == ()  # one page: all of it is a's own
     b.register(info("i-b"), T0 + 1)
     pushes = flush(b, T0 + 200)
     assert [r.key for o in pushes for r in o.message.delta.records] == [InstanceKey("SVC", "i-b")]  # type: ignore

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from apreg.core.errors import Fault
 from apreg.core.instance import DEFAULT_DATA_CENTER_CLASS, InstanceInfo, Status
 from apreg.eureka.codec import (
+    MAX_METADATA_CHARS,
     MAX_METADATA_ENTRIES,
     CodecError,
+    parse_metadata_update,
     parse_register,
     parse_status,
     parse_timestamp,
@@ -314,6 +316,15 @@ def test_invalid_metadata(metadata: Any) -> None:
 def test_too_many_metadata_entries() -> None:
     err = codec_error(with_fields(metadata={f"k{i}": "v" for i in range(MAX_METADATA_ENTRIES + 1)}))
     assert err.error == "invalid_metadata" and "metadata" in err.detail
+
+
+def test_metadata_larger_in_total_than_the_bound_is_refused_at_registration_and_update() -> None:
+    held = {f"k{i:02}": "v" * 4000 for i in range(MAX_METADATA_CHARS // 4003)}  # 65 entries, 260,195 characters
+    assert codec_error(with_fields(metadata={**held, "more": "v" * 2000})).error == "too_long"
+    with pytest.raises(CodecError) as refused:
+        parse_metadata_update({"more": "v" * 2000}, held)
+    assert refused.value.error == "too_long" and "after this update" in refused.value.detail
+    assert parse_metadata_update({"more": "v" * 1900}, held) == {"more": "v" * 1900}  # 262,099: fits
 
 
 def test_data_center_metadata_is_validated() -> None:

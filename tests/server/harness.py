@@ -184,6 +184,14 @@ class LocalCluster:
         return {inst["instanceId"] for app in apps for inst in app["instance"]}
 
 
+async def serve_node(node: Node) -> web.AppRunner:
+    """Serve `node` at its settings' host and port; reuse_port lets nodes on 127.0.0.1-3 share one port."""
+    runner = web.AppRunner(build_app(node), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, node.settings.host, node.settings.port, reuse_port=True).start()
+    return runner
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while True:

@@ -11,6 +11,7 @@ import pytest
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.messages import Digest
+from apreg.eureka import codec
 from apreg.peer import auth, wire
 
 from .harness import LocalCluster, instance_body
@@ -100,6 +101,36 @@ async def test_bad_queries_and_unknown_targets(cluster: LocalCluster, method: st
     status, payload, _ = await cluster.request(0, method, path)
     assert status == want and json.loads(payload)["error"]
     await _unchanged(cluster)
+
+
+async def test_metadata_updates_cannot_add_up_to_more_keys_than_a_registration_takes(cluster: LocalCluster) -> None:
+    """Each update is within its own bound (64 keys); the instance's total (256) holds across updates too."""
+    path = "/eureka/apps/KEEP/k1/metadata?"
+    for batch in range(3):  # the registered zone + 192
+        assert (await cluster.request(0, "PUT", path + "&".join(f"b{batch}k{n}=v" for n in range(64))))[0] == 200
+    before = _state(cluster)
+    status, payload, _ = await cluster.request(0, "PUT", path + "&".join(f"b3k{n}=v" for n in range(64)))
+    assert status == 400 and json.loads(payload)["error"] == "invalid_metadata"
+    assert "257 entries" in json.loads(payload)["detail"]
+    assert _state(cluster) == before  # nothing changed, nothing logged
+    assert (await cluster.request(0, "PUT", path + "&".join(f"b0k{n}=w" for n in range(64))))[0] == 200  # no growth
+    assert (await cluster.request(0, "PUT", path + "&".join(f"b3k{n}=v" for n in range(63))))[0] == 200  # 256
+
+
+async def test_metadata_updates_cannot_add_up_to_more_characters_than_a_registration_takes(
+        cluster: LocalCluster) -> None:
+    accepted = 0
+    for n in range(70):  # one 4,096-character value per update (a request line holds about 8 KB)
+        status, payload, _ = await cluster.request(0, "PUT", f"/eureka/apps/KEEP/k1/metadata?s{n}=" + "x" * 4096)
+        if status != 200:
+            assert status == 400 and json.loads(payload)["error"] == "too_long"
+            break
+        accepted += 1
+    total = len("zone") + len("z1")
+    fits = next(k for k in range(70) if (total := total + len(f"s{k}") + 4096) > codec.MAX_METADATA_CHARS)
+    assert accepted == fits
+    info = cluster.nodes[0].replica.visible(InstanceKey.of("KEEP", "k1")).info  # type: ignore[union-attr]
+    assert len(info.metadata) == accepted + 1
 
 
 async def test_a_last_event_id_that_is_no_number_gets_400(cluster: LocalCluster) -> None:

@@ -9,14 +9,12 @@ import sys
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from apreg.server.app import build_app
 from apreg.server.discovery import peers_from_dns
 from apreg.server.node import Node
 from apreg.server.settings import NodeSettings
 
-from .harness import LocalCluster, PortHold, eventually, free_port, instance_body
+from .harness import LocalCluster, PortHold, eventually, free_port, instance_body, serve_node
 
 
 async def test_a_peer_added_at_runtime_is_synced_and_a_removed_one_released() -> None:
@@ -49,12 +47,8 @@ async def test_peers_follow_what_dns_says_and_leave_this_node_out() -> None:
         for last in (1, 2, 3):
             settings = NodeSettings(host=f"127.0.0.{last}", port=port, node_id=f"n{last}", anti_entropy_interval=0.2,
                                     peers_dns=f"apreg.test:{port}", peers_dns_interval=0.2)
-            node = Node(settings, resolver=resolver)
-            runner = web.AppRunner(build_app(node), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, settings.host, port, reuse_port=True).start()
-            runners.append(runner)
-            nodes.append(node)
+            nodes.append(Node(settings, resolver=resolver))
+            runners.append(await serve_node(nodes[-1]))
         assert await eventually(lambda: _true(tuple(nodes[0].links) == (f"http://127.0.0.2:{port}",)), 3)
         records["apreg.test"] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]  # scaled up
         assert await eventually(lambda: _true(set(nodes[0].links) == {f"http://127.0.0.2:{port}",
