@@ -60,6 +60,11 @@ class LeaseLedger(Generic[K]):
     observed_at: float = 0.0
     expected_slope: float = 0.0
     observed_slope: float = 0.0
+    # The overdue live leases' part of `observed`, and how many they are: a silence that has begun and whose
+    # leases have not run out yet (see `overdue`).
+    overdue_observed_at: float = 0.0
+    overdue_observed_slope: float = 0.0
+    overdue_count: int = 0
     terms: dict[K, Term] = field(default_factory=dict)  # live leases
     expired: dict[K, Term] = field(default_factory=dict)  # run out, not yet evicted (in the order they ran out)
     # Leases that ran out within the last window, oldest first, and what they were expected to renew in it: a
@@ -133,6 +138,14 @@ class LeaseLedger(Generic[K]):
         renewal: adding and removing terms leaves float residue (1e-12), which must not tip a threshold."""
         return max(0.0, round(self.observed_at, 6)), max(0.0, round(self.expected_at, 6))
 
+    def overdue(self) -> tuple[float, int]:
+        """(credit, count) of the live leases silent for longer than their interval, at `at_ms`: what `sums`
+        would lose if they had all run out (leases that fell silent together run out within one interval of each
+        other, so these are the rest of a wave whose first leases are running out)."""
+        if not self.overdue_count:
+            return 0.0, 0
+        return max(0.0, round(self.overdue_observed_at, 6)), self.overdue_count
+
     def _expire(self, key: K, term: Term, at_ms: int) -> None:
         """The lease ran out: out of the sums, into `expired`, and for one window into the recent ones."""
         term.expected = expected_renewals(at_ms, term.first_seen_ms, self.window_ms, term.interval_ms)
@@ -162,6 +175,7 @@ class LeaseLedger(Generic[K]):
         elapsed = to_ms - self.at_ms
         self.expected_at += self.expected_slope * elapsed
         self.observed_at += self.observed_slope * elapsed
+        self.overdue_observed_at += self.overdue_observed_slope * elapsed
         self.at_ms = to_ms
 
     def _take(self, key: K, term: Term, now_ms: int) -> None:
@@ -198,3 +212,9 @@ class LeaseLedger(Generic[K]):
         self.observed_at += sign * (term.observed + term.observed_slope * shift)
         self.expected_slope += sign * term.expected_slope
         self.observed_slope += sign * term.observed_slope
+        if term.overdue:
+            self.overdue_observed_at += sign * (term.observed + term.observed_slope * shift)
+            self.overdue_observed_slope += sign * term.observed_slope
+            self.overdue_count += sign
+            if not self.overdue_count:  # no float residue
+                self.overdue_observed_at = self.overdue_observed_slope = 0.0

@@ -82,16 +82,23 @@ class TimePasses:
 
     def _decide(self, sweep: Sweep, now_ms: int) -> None:
         self._preservation_due = now_ms + self._evaluation_interval_ms()
-        observed, expected = self.leases.sums()
-        leases = self.leases
-        sweep.preservation_changed = self.preservation.update(now_ms, observed, expected, len(leases.terms),
-                                                              self._longest_lease, *leases.recently_expired(now_ms))
+        leases, preservation = self.leases, self.preservation
+        observed, expected = leases.sums()
+        recent = leases.recently_expired(now_ms)
+        sweep.preservation_changed = preservation.update(now_ms, observed, expected, len(leases.terms),
+                                                         self._longest_lease, *recent)
         if self._eviction_requested:
             self._eviction_requested = False
-            if self.preservation.allows_eviction and not self._evictions_held(now_ms):
+            if preservation.allows_eviction and not self._evictions_held(now_ms):
+                overdue_credit, overdue = leases.overdue()
+                wave = overdue > 0 and preservation.wave_running_out(now_ms, observed, expected, len(leases.terms),
+                                                                     *recent, overdue_credit)
                 cap = eviction_cap(self.index.count, self.config.max_eviction_fraction)
-                # Cost grows with what has expired, not with the registry: the ledger keeps them apart.
-                sweep.victims = sorted((term.anchor_ms, key) for key, term in self.leases.expired.items())[:cap]
+                # Cost grows with what has expired, not with the registry: the ledger keeps them apart. While a
+                # wave of silent leases is running out, its first ones wait (at most one interval) for the rest.
+                sweep.victims = sorted((term.anchor_ms, key) for key, term in leases.expired.items()
+                                       if not wave or term.anchor_ms + term.duration_ms + term.interval_ms <= now_ms)
+                del sweep.victims[cap:]
                 sweep.victims.reverse()  # oldest last: taken from the end
 
     def _longest_lease(self) -> int:

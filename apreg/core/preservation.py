@@ -115,9 +115,7 @@ class SelfPreservation:
         silent instance stops counting once its lease has run out, and a window later it cannot engage the
         mode again either."""
         live = PreservationStatus(False, observed, expected, expected * self.renewal_threshold, instances, now_ms)
-        everyone = expected + expired_worth
-        with_expired = PreservationStatus(False, observed, everyone, everyone * self.renewal_threshold,
-                                          instances + expired, now_ms)
+        with_expired = self._counting_expired(live, expired_worth, expired)
         held_long_enough = now_ms - self.engaged_at_ms >= self.min_hold_windows * self.window_ms
         figures, changed = live, False
         if not self.active and self._below(with_expired):
@@ -132,6 +130,23 @@ class SelfPreservation:
             self.pending.append(Transition(self.active, self.last))
             del self.pending[:-MAX_PENDING]
         return changed
+
+    def wave_running_out(self, now_ms: int, observed: float, expected: float, instances: int,
+                         expired_worth: float, expired: int, overdue_credit: float) -> bool:
+        """Would the mode engage if the overdue leases (silent past their interval, not run out yet, with
+        `overdue_credit` of `observed`) had run out too? Leases that fall silent together (a partition) run out
+        within one renewal interval of each other, and with leases short against the window the first of them
+        run out before the rest tip the ratio: evicting those would be a false eviction (I4) a moment before
+        the mode engages. The eviction pass holds them for up to that interval (see `TimePasses._decide`); a
+        lone crash, or a few late renewals, does not meet the rule and is evicted on time."""
+        live = PreservationStatus(False, observed - overdue_credit, expected, expected * self.renewal_threshold,
+                                  instances, now_ms)
+        return not self.active and self._below(self._counting_expired(live, expired_worth, expired))
+
+    def _counting_expired(self, live: PreservationStatus, expired_worth: float, expired: int) -> PreservationStatus:
+        everyone = live.expected + expired_worth
+        return replace(live, expected=everyone, threshold=everyone * self.renewal_threshold,
+                       instances=live.instances + expired)
 
     def _below(self, figures: PreservationStatus) -> bool:
         return (self.enabled and figures.renewals_in_window < figures.threshold

@@ -27,16 +27,22 @@ class Lease:
     duration: int
 
 
-def scan(leases: dict[str, Lease], now: int) -> tuple[float, float, set[str]]:
-    observed = expected = 0.0
+def scan(leases: dict[str, Lease], now: int) -> tuple[float, float, set[str], float, int]:
+    """(observed, expected, expired, overdue credit, overdue count) from every lease."""
+    observed = expected = overdue_credit = 0.0
     expired = set()
+    overdue = 0
     for key, lease in leases.items():
         if now >= lease.anchor + lease.duration:
             expired.add(key)
             continue
         expected += expected_renewals(now, lease.first_seen, WINDOW, lease.interval)
-        observed += renewal_credit(now, lease.anchor, lease.first_seen, WINDOW, lease.interval)
-    return observed, expected, expired
+        credit = renewal_credit(now, lease.anchor, lease.first_seen, WINDOW, lease.interval)
+        observed += credit
+        if now >= lease.anchor + lease.interval:
+            overdue_credit += credit
+            overdue += 1
+    return observed, expected, expired, overdue_credit, overdue
 
 
 ledger_ops = st.lists(st.tuples(
@@ -65,8 +71,9 @@ def test_the_sums_and_expired_set_equal_a_scan_at_every_step(history: list[tuple
             ledger.renewed(key, lease.anchor, now)
         while not ledger.advance(now, budget):  # in slices, as the node takes it
             slices += 1
-        observed, expected, expired = scan(model, now)
+        observed, expected, expired, overdue_credit, overdue = scan(model, now)
         assert ledger.sums() == (pytest.approx(observed, abs=1e-6), pytest.approx(expected, abs=1e-6))
+        assert ledger.overdue() == (pytest.approx(overdue_credit, abs=1e-6), overdue)
         assert set(ledger.expired) == expired and set(ledger.terms) == model.keys() - expired
         # What the recently expired were expected to renew when they ran out: at most a full window each.
         worth, count = ledger.recently_expired(now)
