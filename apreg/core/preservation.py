@@ -22,6 +22,12 @@ each renewal, so clients that renew in step (one process renewing many instances
 expectation at every edge, 50 % at Eureka's defaults; and batched replication would collapse several renewals
 into one event. Coverage is flat while instances renew and falls steadily, within one interval, once they stop.
 
+Leases short against the window raise one more edge: the leases of instances that fell silent together run
+out over one renewal interval, and the first of them run out before the rest tip the ratio. `wave_running_out`
+asks whether the overdue leases, counted as run out too, would engage the mode; while they would, the eviction
+pass holds leases that ran out less than one interval ago (passes.py), so a partition's first expiries are not
+evicted half a second before the mode engages. A lone crash does not meet the rule and is evicted on time.
+
 Release is bounded: once engaged the mode holds for at least `min_hold_windows` windows (a short partition loses
 nothing), and it releases as soon as renewals are back above the threshold. Instances that stay silent stop
 counting as expected once their lease has expired, so after a mass silent loss the expectation falls to what
