@@ -420,12 +420,20 @@ def summary(size: dict) -> dict[str, float | int | None]:
 
 def errors(size: dict) -> int:
     """Non-2xx answers and transport errors, in every phase that counts them."""
-    total = size["register"]["errors"]
+    return sum(error_counts(size).values())
+
+
+def error_counts(size: dict) -> dict[str, int]:
+    """The errors of `errors`, by phase (failed probes under `probe`), to say where a nonzero total came from."""
+    counts = {"register": size["register"]["errors"], "probe": sum(x["failed"] for x in size["stalls"].values())}
     for r in size["rounds"]:
-        total += sum(x[k]["errors"] for x in r["fetch"].values() for k in ("sequential", "readers"))
-        total += r["cold_start"]["errors"] + r["delta"]["apreg"]["errors"] + r["delta"]["bare"]["errors"]
-        total += sum(x["errors"] for x in r["reads"].values()) + r["renewals"]["errors"]
-    return total + sum(x["failed"] for x in size["stalls"].values())
+        phases = {"fetch": sum(x[k]["errors"] for x in r["fetch"].values() for k in ("sequential", "readers")),
+                  "cold_start": r["cold_start"]["errors"],
+                  "delta": r["delta"]["apreg"]["errors"] + r["delta"]["bare"]["errors"],
+                  "reads": sum(x["errors"] for x in r["reads"].values()), "renewals": r["renewals"]["errors"]}
+        for phase, n in phases.items():
+            counts[phase] = counts.get(phase, 0) + n
+    return counts
 
 
 Check = Callable[[float], bool] | None

@@ -12,7 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from fleet import PHASES, ROWS  # noqa: E402
+from fleet import PHASES, ROWS, error_counts  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_fleet_smoke(tmp_path: Path) -> None:
     expected = {key for key, *_ in ROWS} - {"delta_vs_smallest"} - {f"stall_{n}_ms" for n in set(PHASES) - probed}
     missing = {key for key in expected if s.get(key) is None}
     assert not missing, missing
-    assert s["errors"] == 0
+    assert s["errors"] == 0, error_counts(r["sizes"][str(N)])
     assert s["registrations_per_s"] > 0 and s["replicated_s"] >= 0
     for v in ("json", "json_gzip", "xml", "xml_gzip"):
         assert 0 < s[f"fetch_{v}_p50_ms"] <= s[f"fetch_{v}_p99_ms"]
