@@ -186,3 +186,31 @@ def test_timers_count_from_a_clock_stepped_back_not_from_where_it_was() -> None:
     back = T0 + 1_000
     assert digests(back) == 0 and a.tick(back) <= back + interval
     assert digests(back + interval) == 1 and digests(back + 2 * interval) == 1
+
+
+def test_a_clock_stepped_back_evicts_nothing_early_and_the_dead_at_most_the_step_late() -> None:
+    """A step back of S: renewals after it restart leases at the earlier time and keep them live; the lease
+    ledger keeps its sums at the latest time it reached, so an instance that died at the step is evicted at most
+    S late, never a live one early (README "Clock skew")."""
+    a = Replica("a", "1", CONFIG)
+    for key in KEYS[:9]:
+        a.register(info(key.instance_id), T0)
+    evicted: dict[InstanceKey, int] = {}
+
+    def run(start: int, end: int, alive: list[InstanceKey]) -> None:
+        for now in range(start, end, 100):
+            if now % 1_000 == 0:
+                for key in alive:
+                    assert a.renew(key, now)
+            if now % 1_000 == 500:
+                evicted.update((key, now) for key in a.evict(now))
+            else:
+                a.update_preservation(now)  # passes every window/20, as `tick` runs them
+
+    run(T0, T0 + 20_000, KEYS[:9])
+    step_back_ms = 30_000
+    back = T0 + 20_000 - step_back_ms
+    run(back, back + 40_000, KEYS[1:9])  # KEYS[0] dies at the step
+    assert list(evicted) == [KEYS[0]]
+    last_renewal = T0 + 19_000
+    assert evicted[KEYS[0]] - back <= (last_renewal - (T0 + 20_000)) + CONFIG.lease_duration_ms + step_back_ms + 1_000
