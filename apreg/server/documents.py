@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Generator, Generic, Hashable, Iterable, Mapping, TypeVar
 
+from apreg.core.effects import Action, Change
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
-from apreg.core.replica import Action, Change, Replica
+from apreg.core.replica import Replica
 from apreg.eureka import render
 from apreg.eureka.views import InstanceView, LeaseTimes
 from apreg.eureka.gzip_join import Piece, compress, concat, gzip_member, stored
