@@ -19,7 +19,7 @@ What a document may lag behind, and by how much (README, "HTTP API"):
   single apps are never served old.
 
 Work is handed out as generators that yield after every block, so the shell can give the event loop back
-between blocks (`node.run_steps`): no single step costs more than one block's render.
+between blocks (`steps.run_steps`): no single step costs more than one block's render.
 """
 from __future__ import annotations
 
