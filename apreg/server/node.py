@@ -334,6 +334,10 @@ class Node:
             self.metrics.observe_apply("push", message.delta.records, now_ms)
         return reply
 
+    def next_page(self, digest: Digest, previous: DigestReply) -> DigestReply:
+        """The page after `previous` of a streamed pull this node serves (a read: nothing to publish)."""
+        return self.replica.next_page(digest, previous, self.now_ms())
+
     async def _pull(self, url: str, digest: Digest) -> None:
         """Send a digest and apply the pages it brings, each next page already on its way (Channel.pull). One
         pull per peer at a time: an anti-entropy round that comes due meanwhile would only fetch the same pages.
