@@ -113,17 +113,18 @@ async def peers_from_dns(target: str, default_port: int, scheme: str, own_urls: 
     return tuple(sorted(f"{scheme}://{_host(host)}:{at}" for host, at in found if (host, at) not in own))
 
 
-async def follow(s: NodeSettings, resolver: Resolver, srv: SrvLookup,
+async def follow(settings: NodeSettings, resolver: Resolver, srv: SrvLookup,
                  set_peers: Callable[[tuple[str, ...]], None]) -> None:
     """The static peers plus whatever --peers-dns resolves to, now and every interval."""
+    name, target = settings.name, settings.peers_dns
     while True:
         try:
-            found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), resolver, srv)
+            found = await peers_from_dns(target, settings.port, settings.scheme, (settings.url,), resolver, srv)
         except OSError as exc:  # the name is gone or DNS is down: keep the peers we have
-            log.warning("node %s: cannot resolve --peers-dns %s: %s", s.name, s.peers_dns, exc)
+            log.warning("node %s: cannot resolve --peers-dns %s: %s", name, target, exc)
         else:
-            set_peers(tuple(dict.fromkeys((*s.peers, *found))))
-        await asyncio.sleep(s.peers_dns_interval)
+            set_peers(tuple(dict.fromkeys((*settings.peers, *found))))
+        await asyncio.sleep(settings.peers_dns_interval)
 
 
 async def _addresses(host: str, port: int, resolver: Resolver) -> list[str]:
