@@ -9,33 +9,37 @@ deterministically. Read-only views for the shell: `status()`, `lease_view(info)`
 State it replicates: one `Record` per key (merged by `record.merge`) and one renewal max-register per key
 (`Lease.renewed`). State it keeps to itself: lease clocks, evictions, self-preservation, per-peer watermarks.
 Both kinds live in one `Entry` per key (see entry.py for why).
+
+This module holds that state, the client writes and the replication messages; mixins add the rest as behaviour
+only: driving.py (tick, effects, eager pushes), passes.py (leases, eviction, self-preservation, garbage
+collection) and applying.py (how a written or received record or renewal becomes its key's state).
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
+from .applying import Applying
 from .changelog import ChangeLog, Page
 from .clock import ZERO, HybridClock, Timestamp
 from .config import CoreConfig
 from .deltas import page_delta
 from .driving import Driving
-from .effects import Action, Change, Outgoing
+from .effects import Change, Outgoing
 from .instance import (InstanceInfo, InstanceKey, Status, remove_status_override, resolve_register,
                        set_status_override, update_metadata)
 from .entry import Entry, RecordView
-from .errors import ClockSkewError
 from .held import Held
 from .index import RegistryIndex
 from .ledger import LeaseLedger
 from .lease import Lease, LeaseView, lease_ms
-from .messages import Delta, Digest, DigestReply, Message, Push, RenewalUpdate
+from .messages import Digest, DigestReply, Message, Push
 from .passes import TimePasses
 from .preservation import SelfPreservation
 from .pushes import PeerState, PushSchedule
-from .record import Record, merge
+from .record import Record
 from .status import Counters, ReplicaStatus
 from .sweep import Sweep
 from .version import VersionVector, advance
@@ -43,7 +47,7 @@ from .watermarks import Watermarks
 
 
 @dataclass(slots=True)
-class Replica(Driving, TimePasses):
+class Replica(Driving, TimePasses, Applying):
     node_id: str
     incarnation: str  # distinct per process start, so a restarted node never reuses its old counters
     config: CoreConfig = field(default_factory=CoreConfig)
@@ -228,152 +232,6 @@ class Replica(Driving, TimePasses):
         entry.renewal_from, entry.renewal_from_seq = "", 0
         self.counters.renewals_local += 1
 
-    # ----- applying state ----------------------------------------------------------------------------------
-
-    def _store(self, record: Record, entry: Entry | None, now_ms: int, sender: str = "", sender_seq: int = 0,
-               renewed: Timestamp | None = None, renewal_to_log: bool = False) -> None:
-        """Keep a record for its key. `renewed`: a local renewal made with it (a registration);
-        `renewal_to_log`: a replicated renewal applied just before, logged together with the record."""
-        key = record.key
-        if entry is None:
-            entry = self.entries[key] = Entry(key=key, anchor_ms=now_ms, first_seen_ms=now_ms)
-        previous = entry.record
-        was_visible = previous is not None and previous.info is not None and not entry.evicted
-        entry.record, entry.record_from, entry.record_from_seq = record, sender, sender_seq
-        shown = previous if was_visible else None
-        if record.info is None:
-            self._tombstoned_at.pop(key, None)  # re-inserted at the end: the dict stays in time order
-            self._tombstoned_at[key] = now_ms
-            if shown is not None and shown.info is not None:
-                self.index.hide(entry, shown.info)
-        else:
-            if previous is not None and previous.info is None:
-                self._tombstoned_at.pop(key, None)
-            if not was_visible:
-                entry.first_seen_ms = now_ms
-                if entry.evicted:
-                    self._unevict(entry)
-                    entry.anchor_ms = now_ms
-            self.index.show(entry, shown.info if shown is not None else None, record.info)
-        if renewed is not None:
-            self._renewed(entry, renewed, now_ms)
-        if record.info is None:
-            self.leases.untrack(key)
-        else:
-            self._track(entry, record.info, now_ms)
-        self.log.note(entry, record=True, renewal=renewed is not None or renewal_to_log)
-        self._emit(key, _action(shown, record), record, now_ms, record.info or (shown.info if shown else None))
-
-    def _track(self, entry: Entry, info: InstanceInfo, now_ms: int) -> None:
-        self.leases.track(entry.key, entry.first_seen_ms, entry.anchor_ms, self.renewal_interval_ms(info),
-                          self.lease_duration_ms(info), now_ms)
-
-    def _unevict(self, entry: Entry) -> None:
-        entry.evicted = False
-        self._evicted_at.pop(entry.key, None)
-
-    def _emit(self, key: InstanceKey, action: Action | None, record: Record, now_ms: int,
-              info: InstanceInfo | None) -> None:
-        if action is not None and info is not None:
-            self.changes.append(Change(key, action, record, now_ms, info))
-
-    def _apply_record(self, incoming: Record, now_ms: int, sender: str, sender_seq: int,
-                      unlogged: dict[InstanceKey, Entry]) -> bool:
-        info, key = incoming.info, incoming.key
-        if info is not None and (info.app != key.app or info.instance_id != key.instance_id):
-            self.counters.rejected_items += 1
-            return False
-        try:
-            self.clock.observe(incoming.stamp, now_ms)
-        except ClockSkewError:
-            self.held.hold_record(incoming)  # applied once within the guard (held.py)
-            return True
-        entry = self.entries.get(key)
-        merged = merge(entry.record if entry is not None else None, incoming)
-        self.counters.conflicts += merged.conflict
-        if merged.changed:
-            if merged.record is not incoming:  # a merge that builds a new record names no source
-                sender, sender_seq = "", 0
-            self._store(merged.record, entry, now_ms, sender, sender_seq,
-                        renewal_to_log=unlogged.pop(key, None) is not None)
-        return True
-
-    def _apply_renewal(self, update: RenewalUpdate, now_ms: int, sender: str, sender_seq: int,
-                       unlogged: dict[InstanceKey, Entry]) -> bool:
-        """Raise the key's renewal register; the change goes into `unlogged` for the caller to log (with the
-        key's record when one follows in the same delta: one log position, one sequence, instead of two)."""
-        key = update.key
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = self.entries[key] = Entry(key=key, first_seen_ms=now_ms)
-        anchor_ms = now_ms - max(0, update.age_ms)
-        try:
-            self.clock.observe(update.renewed, now_ms)
-        except ClockSkewError:
-            self.held.hold_renewal(key, update.renewed, anchor_ms)  # the register waits (held.py)...
-            self._extend(entry, anchor_ms, now_ms)  # ...the lease does not: its age is a duration
-            return True
-        if update.renewed <= entry.renewed:
-            # Not newer by stamp, but perhaps a later renewal all the same: one made at a node whose clock is
-            # behind a stamp held here (see clock.py). Its age says so, and a lease only ever restarts later.
-            self._extend(entry, anchor_ms, now_ms)
-            return True
-        entry.renewed, entry.renewal_from, entry.renewal_from_seq = update.renewed, sender, sender_seq
-        entry.anchor_ms = max(entry.anchor_ms, anchor_ms)
-        self.counters.renewals_replicated += 1
-        unlogged[key] = entry
-        record = entry.record
-        if record is None or record.info is None:
-            return True
-        if entry.evicted:
-            self._unevict(entry)  # it renewed somewhere after we evicted it: it comes back
-            entry.first_seen_ms = now_ms
-            self.index.show(entry, None, record.info)
-            self._track(entry, record.info, now_ms)
-            self._emit(key, Action.REGISTER, record, now_ms, record.info)
-        else:
-            self.leases.renewed(key, entry.anchor_ms, now_ms)
-        return True
-
-    def _extend(self, entry: Entry, anchor_ms: int, now_ms: int) -> None:
-        """Restart a lease at `anchor_ms` if that is later, without touching the renewal register."""
-        if anchor_ms <= entry.anchor_ms:
-            return
-        entry.anchor_ms = anchor_ms
-        if entry.record is not None and entry.record.info is not None and not entry.evicted:
-            self.leases.renewed(entry.key, anchor_ms, now_ms)
-
-    def _apply_delta(self, delta: Delta, now_ms: int) -> None:
-        sender = delta.sender
-        self.marks.heard(sender, delta.direct, now_ms)
-        if delta.clock_ms:
-            self.clock.learn(sender, delta.clock_ms, now_ms)
-        self.release_held(now_ms)
-        seqs = delta.record_seqs or (delta.upto,) * len(delta.records)
-        if self._apply_items([(u, u.seq or delta.upto) for u in delta.renewals],
-                             zip(delta.records, seqs, strict=True), now_ms, sender):
-            self.marks.credit(sender, delta.base, delta.upto, delta.covered)
-
-    def _apply_items(self, renewals: Iterable[tuple[RenewalUpdate, int]], records: Iterable[tuple[Record, int]],
-                     now_ms: int, sender: str) -> bool:
-        """Apply replicated renewals and records, each with the sender's log sequence; False if any was refused.
-        Renewals first, so a record arriving with them finds its lease clock already set."""
-        unlogged: dict[InstanceKey, Entry] = {}
-        accepted = all([self._apply_renewal(u, now_ms, sender, seq, unlogged) for u, seq in renewals])
-        accepted = all([self._apply_record(r, now_ms, sender, seq, unlogged) for r, seq in records]) and accepted
-        for entry in unlogged.values():  # renewals whose record did not change
-            self.log.note(entry, record=False, renewal=True)
-        return accepted
-
-    def release_held(self, now_ms: int) -> None:
-        """Apply what was held back (held.py) and is now within the clock guard, as if it had just arrived from
-        no particular sender (so it is forwarded to every peer)."""
-        renewals, records = self.held.take_due(now_ms + self.clock.offset_ms + self.clock.max_skew_ms)
-        for held in records.values():
-            self.clock.observe(held.highest, now_ms)  # every stamp folded into the merge, before it applies
-        self._apply_items([(RenewalUpdate(key, h.renewed, now_ms - h.anchor_ms), 0) for key, h in renewals.items()],
-                          [(h.record, 0) for h in records.values()], now_ms, "")
-
     # ----- replication -------------------------------------------------------------------------------------
 
     def receive(self, message: Message, now_ms: int, peer: str | None = None) -> Message | None:
@@ -440,16 +298,3 @@ class Replica(Driving, TimePasses):
     def _direct(self, now_ms: int) -> tuple[str, ...]:
         return self.marks.direct(now_ms, self.config.direct_window_ms)
 
-
-def _action(previous: Record | None, record: Record) -> Action | None:
-    """Classify a change by what it did to the visible registry."""
-    if record.info is None:
-        return None if previous is None else Action.CANCEL
-    if previous is None or previous.info is None:
-        return Action.REGISTER
-    if previous.info.registered_ms != record.info.registered_ms and previous.info.registered_ms \
-            and record.info.registered_ms:  # a re-registration (0: from a node that predates the field)
-        return Action.REGISTER
-    if previous.info.status is not record.info.status:
-        return Action.STATUS
-    return Action.MODIFY

@@ -11,7 +11,8 @@ What the node may assume of a transport, and no more:
 
 `HttpTransport` is the real one (aiohttp: streamed pulls, falling back to POSTed digests page by page for an
 older peer; a push stream per peer with POST as fallback);
-`MemoryNetwork` wires nodes together in one process, through the wire codec, for tests of the node itself.
+`MemoryNetwork` wires nodes together in one process, through the wire codec, for tests of the node itself
+(streamed pulls too, and the fallback from a peer that refuses them).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import aiohttp
@@ -69,19 +71,8 @@ class HttpChannel:
     async def ask(self, digest: Digest) -> Message | None:
         return await self.transport.send(self.link, digest)
 
-    async def pull(self, digest: Digest) -> AsyncGenerator[DigestReply, None]:
-        if self.link.pulls_streamed:
-            try:
-                async with contextlib.aclosing(self.transport.pull(self.link, digest)) as pages:
-                    async for page in pages:
-                        yield page
-                return
-            except PullUnsupported:
-                self.link.pulls_streamed = False
-                log.info("peer %s has no streamed pull (an older node): pulling page by page", self.link.url)
-        async with contextlib.aclosing(paged_pull(self.ask, digest)) as pages:
-            async for page in pages:
-                yield page
+    def pull(self, digest: Digest) -> AsyncGenerator[DigestReply, None]:
+        return streamed_or_paged(self.link, partial(self.transport.pull, self.link), self.ask, digest)
 
     async def push(self, push: Push) -> None:
         await self.stream.send(push)
@@ -109,10 +100,29 @@ class HttpTransport:
         return HttpChannel(link, self.peer, PeerStream(link, self.peer))
 
 
+async def streamed_or_paged(link: PeerLink, streamed: Callable[[Digest], AsyncGenerator[DigestReply, None]],
+                            ask: Callable[[Digest], Awaitable[Message | None]], digest: Digest
+                            ) -> AsyncGenerator[DigestReply, None]:
+    """Streamed while the peer takes streamed pulls; page by page once it refused one (PullUnsupported), until
+    the link fails (the peer may come back upgraded)."""
+    if link.pulls_streamed:
+        try:
+            async with contextlib.aclosing(streamed(digest)) as pages:
+                async for page in pages:
+                    yield page
+            return
+        except PullUnsupported:
+            link.pulls_streamed = False
+            log.info("peer %s has no streamed pull (an older node): pulling page by page", link.url)
+    async with contextlib.aclosing(paged_pull(ask, digest)) as pages:
+        async for page in pages:
+            yield page
+
+
 async def paged_pull(ask: Callable[[Digest], Awaitable[Message | None]], digest: Digest
                      ) -> AsyncGenerator[DigestReply, None]:
     """Page by page, each next page asked for before the current one is handed over, so the peer encodes it
-    while this node applies (for peers without a streamed pull, and the memory network)."""
+    while this node applies (for peers without a streamed pull)."""
     reply = await ask(digest)
     next_page: asyncio.Task[Message | None] | None = None
     try:
@@ -126,18 +136,25 @@ async def paged_pull(ask: Callable[[Digest], Awaitable[Message | None]], digest:
 
 
 class Receiver(Protocol):
-    """What a node offers its peers: a message in, the reply (for a digest) out."""
+    """What a node offers its peers: a message in, the reply (for a digest) out, and the pages that follow the
+    first in a streamed pull."""
 
     def receive(self, message: Message) -> Message | None: ...
+
+    def next_page(self, digest: Digest, previous: DigestReply) -> DigestReply:
+        """The page after `previous` of a streamed pull's answer."""
 
 
 @dataclass(slots=True)
 class MemoryNetwork:
     """Nodes in one process, by URL. A cut URL refuses everything sent to it, as a dead or partitioned node
-    does. Messages go through the wire codec both ways, so the receiver never shares an object with the sender."""
+    does, and a streamed pull from it breaks off at the next page. A URL in `streamless` refuses streamed pulls,
+    as a node from before them answers 404. Messages go through the wire codec both ways, so the receiver never
+    shares an object with the sender."""
 
     nodes: dict[str, Receiver] = field(default_factory=dict)
     cut: set[str] = field(default_factory=set)
+    streamless: set[str] = field(default_factory=set)
     gates: dict[str, asyncio.Event] = field(default_factory=dict)  # pushes to a URL wait for its gate (a slow peer)
     delivered: list[tuple[str, Message]] = field(default_factory=list)  # (receiver URL, message), in order
     refused: list[tuple[str, Message]] = field(default_factory=list)  # sent to a cut URL
@@ -146,15 +163,39 @@ class MemoryNetwork:
         return MemoryTransport(self)
 
     def deliver(self, link: PeerLink, message: Message) -> Message | None:
+        reply = self._receiver(link, message).receive(self._delivered(link, message))
+        link.delivered()
+        return None if reply is None else wire.decode(wire.encode(reply, link.wire_version))
+
+    async def stream(self, link: PeerLink, digest: Digest) -> AsyncGenerator[DigestReply, None]:
+        """A streamed pull: one digest delivered, every page of its answer back (as peer_api.py serves it)."""
+        node = self._receiver(link, digest)
+        if link.url in self.streamless:
+            raise PullUnsupported(f"{link.url} answered 404 to a streamed pull (memory network: streamless)")
+        copy = self._delivered(link, digest)
+        assert isinstance(copy, Digest)
+        reply = node.receive(copy)
+        while isinstance(reply, DigestReply):
+            if link.url in self.cut:
+                raise link.give_up("connection reset (memory network: cut)")
+            page = wire.decode(wire.encode(reply, link.wire_version))
+            assert isinstance(page, DigestReply)
+            link.delivered()
+            yield page
+            reply = node.next_page(copy, reply) if reply.more else None
+
+    def _receiver(self, link: PeerLink, message: Message) -> Receiver:
         node = self.nodes.get(link.url)
         if node is None or link.url in self.cut:
             self.refused.append((link.url, message))
             raise link.give_up("connection refused (memory network: cut)")
+        return node
+
+    def _delivered(self, link: PeerLink, message: Message) -> Message:
+        """The receiver's copy of `message`, recorded as delivered."""
         copy = wire.decode(wire.encode(message, link.wire_version))
         self.delivered.append((link.url, copy))
-        reply = node.receive(copy)
-        link.delivered()
-        return None if reply is None else wire.decode(wire.encode(reply, link.wire_version))
+        return copy
 
 
 @dataclass(slots=True)
@@ -166,7 +207,7 @@ class MemoryChannel:
         return self.network.deliver(self.link, digest)
 
     def pull(self, digest: Digest) -> AsyncGenerator[DigestReply, None]:
-        return paged_pull(self.ask, digest)
+        return streamed_or_paged(self.link, partial(self.network.stream, self.link), self.ask, digest)
 
     async def push(self, push: Push) -> None:
         gate = self.network.gates.get(self.link.url)

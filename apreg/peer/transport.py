@@ -55,6 +55,10 @@ class PeerLink:
     def ready(self) -> bool:
         return self.clock() >= self.retry_at
 
+    def backing_off_ms(self) -> int:
+        """How much longer the link backs off (it failed lately, a push or a pull), in ms."""
+        return max(0, round((self.retry_at - self.clock()) * 1000))
+
     def succeeded(self) -> None:
         if not self.reachable:
             log.info("peer %s reachable", self.url)

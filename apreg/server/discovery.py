@@ -12,8 +12,9 @@ SRV lookups go through dnspython (the standard library cannot ask for SRV record
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-from typing import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import dns.asyncresolver
@@ -21,6 +22,10 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
+if TYPE_CHECKING:
+    from .settings import NodeSettings
+
+log = logging.getLogger("apreg.node")
 Resolver = Callable[[str, int], Awaitable[list[str]]]  # (host, port) -> IP addresses
 SrvLookup = Callable[[str], Awaitable[list[tuple[str, int]]]]  # SRV name -> (target host, port)
 SRV_TIMEOUT_S = 2.0  # per nameserver try
@@ -106,6 +111,20 @@ async def peers_from_dns(target: str, default_port: int, scheme: str, own_urls: 
             if not any((address, srv_port) in own for address in addresses):
                 found.append((host, srv_port))
     return tuple(sorted(f"{scheme}://{_host(host)}:{at}" for host, at in found if (host, at) not in own))
+
+
+async def follow(settings: NodeSettings, resolver: Resolver, srv: SrvLookup,
+                 set_peers: Callable[[tuple[str, ...]], None]) -> None:
+    """The static peers plus whatever --peers-dns resolves to, now and every interval."""
+    name, target = settings.name, settings.peers_dns
+    while True:
+        try:
+            found = await peers_from_dns(target, settings.port, settings.scheme, (settings.url,), resolver, srv)
+        except OSError as exc:  # the name is gone or DNS is down: keep the peers we have
+            log.warning("node %s: cannot resolve --peers-dns %s: %s", name, target, exc)
+        else:
+            set_peers(tuple(dict.fromkeys((*settings.peers, *found))))
+        await asyncio.sleep(settings.peers_dns_interval)
 
 
 async def _addresses(host: str, port: int, resolver: Resolver) -> list[str]:

@@ -19,7 +19,7 @@ What a document may lag behind, and by how much (README, "HTTP API"):
   single apps are never served old.
 
 Work is handed out as generators that yield after every block, so the shell can give the event loop back
-between blocks (`node.run_steps`): no single step costs more than one block's render.
+between blocks (`steps.run_steps`): no single step costs more than one block's render.
 """
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Generator, Generic, Hashable, Iterable, Mapping, TypeVar
 
+from apreg.core.effects import Action, Change
 from apreg.core.entry import Entry
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
-from apreg.core.replica import Action, Change, Replica
+from apreg.core.replica import Replica
 from apreg.eureka import render
 from apreg.eureka.views import InstanceView, LeaseTimes
 from apreg.eureka.gzip_join import Piece, compress, concat, gzip_member, stored

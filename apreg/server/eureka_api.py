@@ -19,7 +19,8 @@ from apreg.eureka.replication import Action
 
 from .documents import Built, SmallDocument, SmallDocuments, entry_view, instance_view
 from .errors import error_response, read_body
-from .node import Node, run_steps
+from .node import Node
+from .steps import run_steps
 
 INLINE_INFLATE_BYTES = 1 << 20  # larger documents are inflated in a thread
 VARY = {"Vary": "Accept, Accept-Encoding"}

@@ -100,6 +100,23 @@ def self_instance(settings: NodeSettings) -> InstanceInfo:
                         renewal_interval_s=settings.renewal_interval, lease_duration_s=settings.lease_duration)
 
 
+async def register_self(settings: NodeSettings, write: Callable[[Callable[[Replica, int], object]], object],
+                        forward: Callable[[object, Action, InstanceKey], None]) -> None:
+    """This node as an instance of the Java peers' own app (`--eureka-app`), renewed like any client's: a
+    Java node lists a peer as an available replica only if one of its app's instances has the peer's host
+    name (Netflix/eureka StatusUtil.isReplicaAvailable). `write` and `forward` are the node's."""
+    info = self_instance(settings)
+    write(lambda replica, now: replica.register(info, now))
+    forward({}, Action.REGISTER, info.key)
+    while True:
+        await asyncio.sleep(settings.renewal_interval)
+        if write(lambda replica, now: replica.renew(info.key, now)):
+            forward({}, Action.HEARTBEAT, info.key)
+        else:  # evicted or cancelled meanwhile: register again
+            write(lambda replica, now: replica.register(info, now))
+            forward({}, Action.REGISTER, info.key)
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

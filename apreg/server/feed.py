@@ -10,9 +10,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from apreg.core.effects import Action, Change
 from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.record import Record
-from apreg.core.replica import Action, Change
 
 DELTA_RETENTION_MS = 180_000  # Eureka's 3-minute delta window
 HISTORY_EVENTS = 10_000  # how far back a watcher can resume

@@ -13,12 +13,11 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Generator, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 import aiohttp
 
-from apreg.core.effects import Action as ChangeKind, Change, Effects, Outgoing
+from apreg.core.effects import Effects, Outgoing
 from apreg.core.instance import InstanceKey
 from apreg.core.messages import Digest, DigestReply, Message, Push
 from apreg.core.replica import Replica
@@ -28,69 +27,27 @@ from apreg.peer.auth import wall_ms
 from apreg.peer.channels import Channel, HttpTransport, Transport
 from apreg.peer.transport import PeerLink, PeerUnavailable
 
-from . import collector
+from . import collector, discovery
 from .acks import ReplicaAcks
+from .activity import SUMMARY_INTERVAL_S, ActivityLog
 from .clock_view import describe as describe_clock
-from .discovery import Resolver, SrvLookup, peers_from_dns, system_resolver, system_srv
+from .counts import AntiEntropyCounts, ReceiveCounts, RejectCounts
+from .discovery import Resolver, SrvLookup, system_resolver, system_srv
 from .documents import DocumentCache
 from .durability import Durability
-from .eureka_peers import EurekaReplicator, is_replication, self_instance
+from .eureka_peers import EurekaReplicator, is_replication, register_self
 from .feed import ChangeFeed
 from .instruments import Instruments
 from .preservation_view import describe_transition
 from .settings import NodeSettings
+from .steps import run_steps
 from .tls import client_context
 
 log = logging.getLogger("apreg.node")
-STEP_BUDGET_S = 0.005  # work handed out in steps gives the event loop back this often
-ACTIVITY_LOG_INTERVAL_S = 60.0
 EUREKA_FLUSH_S = 2.0  # a stopping node sends what its Java peers have not got yet for at most this long
 REFUSAL_MEMORY_S = 30.0  # a node that refused a peer's signed message this recently is not in sync with it
 TICK_FAILED_RETRY_S = 1.0  # after a tick raised (a bug), the loop tries again this much later
-ACTION_WORDS = {ChangeKind.REGISTER: "registered", ChangeKind.MODIFY: "metadata changes",
-                ChangeKind.STATUS: "status changes", ChangeKind.CANCEL: "cancelled", ChangeKind.EVICT: "evicted"}
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class RejectCounts:
-    client: int = 0  # bad client requests (4xx)
-    peer: int = 0  # malformed peer messages
-    auth: int = 0  # peer messages refused for a missing or wrong signature
-    client_auth: int = 0  # client requests refused for a missing or wrong password, or a role short of it
-    auth_from: str = ""  # the address the latest of those came from
-    auth_at: float = float("-inf")  # monotonic time of the latest
-
-
-@dataclass(slots=True)
-class AntiEntropyCounts:
-    """Records and renewals in anti-entropy replies, both ways, and the bytes of those we sent (the bytes of
-    those we received are counted by the transport)."""
-
-    items_received: int = 0
-    items_sent: int = 0
-    bytes_sent: int = 0
-
-
-@dataclass(slots=True)
-class ReceiveCounts:
-    """Peer messages taken in, by channel: shows operators whether pushes ride the streams."""
-
-    frames: int = 0  # pushes over push streams
-    posts: int = 0  # HTTP POSTs: digests, and pushes from peers that have no stream
-
-
-async def run_steps(steps: Generator[None, None, T]) -> T:
-    """Drive a generator of work steps (documents.py), giving the event loop back every few milliseconds."""
-    deadline = time.perf_counter() + STEP_BUDGET_S
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        if time.perf_counter() >= deadline:
-            await asyncio.sleep(0)
-            deadline = time.perf_counter() + STEP_BUDGET_S
 
 
 class Node:
@@ -113,6 +70,7 @@ class Node:
         self.rejected = RejectCounts()
         self.received = ReceiveCounts()
         self.anti_entropy = AntiEntropyCounts()
+        self.activity = ActivityLog(lambda: self.replica.status().instances)
         self.metrics = Instruments()
         self._wake = asyncio.Event()  # an input arrived: tick now rather than at the deadline
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,7 +78,6 @@ class Node:
         self._transport: Transport | None = None
         self._channels: dict[str, Channel] = {}
         self._pulling: set[str] = set()  # peers a pull (a digest and its follow-ups) is running against
-        self._activity: dict[ChangeKind, int] = {}  # changes applied since the last activity line, by action
         self._itself: set[str] = set()  # peer URLs that turned out to reach this very node
         self._running: set[asyncio.Task[None]] = set()
         self.durability = Durability(settings.data_dir, self.replica, settings.fsync) if settings.data_dir else None
@@ -177,7 +134,7 @@ class Node:
         loops = [self._drive(),
                  self._every(s.renewal_interval / 4, self._refresh_documents),
                  self._every(collector.SETTLE_INTERVAL_S, collector.settle),
-                 self._every(ACTIVITY_LOG_INTERVAL_S, self._log_activity)]
+                 self._every(SUMMARY_INTERVAL_S, self.activity.summarize)]
         if self.eureka_peers is not None and self._session is not None:
             loops.append(self.eureka_peers.run(self._session))
             if not self.links:
@@ -185,9 +142,9 @@ class Node:
         elif not self.links:
             self.first_pull_done.set()  # nothing to start from
         if s.peers_dns:
-            loops.append(self._follow_dns())
+            loops.append(discovery.follow(s, self.resolver, self.srv, self.set_peers))
         if s.eureka_app:
-            loops.append(self._register_self())
+            loops.append(register_self(s, self.write, self.forward))
         if self.durability is not None:
             loops.append(self.durability.run())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
@@ -264,7 +221,7 @@ class Node:
             self._dispatch(out)
         if effects.changes:
             self.documents.note(effects.changes, self.feed.publish(effects.changes))
-            self._note_activity(effects.changes)
+            self.activity.note(effects.changes)
         if effects.evicted:
             log.info("evicted %d expired instance(s): %s", len(effects.evicted),
                      ", ".join(f"{k.app}/{k.instance_id}" for k in effects.evicted[:10]))
@@ -286,7 +243,7 @@ class Node:
             if out.peer in self._itself:
                 self.replica.push_done(out.peer, message)  # this very node holds it all already
             elif not link.ready():
-                self.replica.push_failed(out.peer, message, self.now_ms(), _backing_off_ms(link))
+                self.replica.push_failed(out.peer, message, self.now_ms(), link.backing_off_ms())
             else:
                 self._background(self._push(out.peer, message))
 
@@ -297,7 +254,7 @@ class Node:
         try:
             await channel.push(push)
         except PeerUnavailable:
-            self.replica.push_failed(url, push, self.now_ms(), _backing_off_ms(channel.link))
+            self.replica.push_failed(url, push, self.now_ms(), channel.link.backing_off_ms())
         else:
             self.replica.push_done(url, push)
             way = "stream" if channel.link.streaming else "post"
@@ -324,23 +281,7 @@ class Node:
         if url in self.links:
             await self._pull(url, self.replica.digest_for(url))
 
-    # ----- what operators see ---------------------------------------------------------------------------------
-
-    def _note_activity(self, changes: tuple[Change, ...]) -> None:
-        """A DEBUG line per change (a fleet registers thousands a minute), counts for the INFO summary."""
-        counts = self._activity
-        for change in changes:
-            counts[change.action] = counts.get(change.action, 0) + 1
-        if log.isEnabledFor(logging.DEBUG):
-            for change in changes:
-                log.debug("%s %s/%s", change.action.value, change.key.app, change.key.instance_id)
-
-    def _log_activity(self) -> None:
-        """At most one INFO line per ACTIVITY_LOG_INTERVAL_S, and only when something changed."""
-        if self._activity:
-            done = ", ".join(f"{count} {ACTION_WORDS[action]}" for action, count in self._activity.items())
-            log.info("last %g s: %s; %d instances", ACTIVITY_LOG_INTERVAL_S, done, self.replica.status().instances)
-            self._activity = {}
+    # ----- peers, and Java Eureka peers -----------------------------------------------------------------------
 
     def forward(self, headers: object, action: Action, key: InstanceKey) -> None:
         """A client's operation, done here: Java Eureka peers get it too, unless a Java peer sent it."""
@@ -378,33 +319,6 @@ class Node:
             self._tasks.append(asyncio.create_task(self.eureka_peers.run(self._session)))
         self.eureka_peers.set_urls(urls)
 
-    async def _register_self(self) -> None:
-        """This node as an instance of the Java peers' own app (`--eureka-app`), renewed like any client's: a
-        Java node lists a peer as an available replica only if one of its app's instances has the peer's host
-        name (Netflix/eureka StatusUtil.isReplicaAvailable)."""
-        info = self_instance(self.settings)
-        self.write(lambda replica, now: replica.register(info, now))
-        self.forward({}, Action.REGISTER, info.key)
-        while True:
-            await asyncio.sleep(self.settings.renewal_interval)
-            if self.write(lambda replica, now: replica.renew(info.key, now)):
-                self.forward({}, Action.HEARTBEAT, info.key)
-            else:  # evicted or cancelled meanwhile: register again
-                self.write(lambda replica, now: replica.register(info, now))
-                self.forward({}, Action.REGISTER, info.key)
-
-    async def _follow_dns(self) -> None:
-        """The static peers plus whatever --peers-dns resolves to, now and every interval."""
-        s = self.settings
-        while True:
-            try:
-                found = await peers_from_dns(s.peers_dns, s.port, s.scheme, (s.url,), self.resolver, self.srv)
-            except OSError as exc:  # the name is gone or DNS is down: keep the peers we have
-                log.warning("node %s: cannot resolve --peers-dns %s: %s", s.name, s.peers_dns, exc)
-            else:
-                self.set_peers(tuple(dict.fromkeys((*s.peers, *found))))
-            await asyncio.sleep(s.peers_dns_interval)
-
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._running.add(task)  # held until done: the loop keeps only weak references to tasks
@@ -419,6 +333,10 @@ class Node:
         if isinstance(message, Push) and message.delta.records:
             self.metrics.observe_apply("push", message.delta.records, now_ms)
         return reply
+
+    def next_page(self, digest: Digest, previous: DigestReply) -> DigestReply:
+        """The page after `previous` of a streamed pull this node serves (a read: nothing to publish)."""
+        return self.replica.next_page(digest, previous, self.now_ms())
 
     async def _pull(self, url: str, digest: Digest) -> None:
         """Send a digest and apply the pages it brings, each next page already on its way (Channel.pull). One
@@ -486,7 +404,3 @@ class Node:
         """Lease times in rendered documents, brought up to date in the background (see documents.py)."""
         await run_steps(self.documents.refresh(self.now_ms()))
 
-
-def _backing_off_ms(link: PeerLink) -> int:
-    """How much longer the link backs off (it failed lately, a push or a pull), in ms."""
-    return max(0, round((link.retry_at - link.clock()) * 1000))

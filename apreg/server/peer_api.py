@@ -100,7 +100,7 @@ class PeerApi:
             while isinstance(reply, DigestReply):
                 await response.write(length_prefixed(self._page(reply, version)))
                 await asyncio.sleep(0)  # the write may not have waited: let other requests in between pages
-                reply = self.node.replica.next_page(digest, reply, self.node.now_ms()) if reply.more else None
+                reply = self.node.next_page(digest, reply) if reply.more else None
             await response.write_eof()
         except ConnectionResetError:  # the puller went away (it resumes from its watermark in a later round)
             log.debug("streamed pull to %s cut off by the peer", request.remote)

@@ -43,8 +43,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from apreg.core.clock import ZERO, Timestamp
 from apreg.core.config import CoreConfig
+from apreg.core.effects import Action
 from apreg.core.instance import InstanceInfo, InstanceKey, Status
-from apreg.core.replica import Action
 from apreg.core.simnet import Faults, SimCluster
 
 from .index_reference import assert_index_matches_scan

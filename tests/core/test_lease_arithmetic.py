@@ -8,11 +8,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from apreg.core.config import CoreConfig
+from apreg.core.effects import Action
 from apreg.core.instance import InstanceKey
 from apreg.core.lease import Lease, eviction_cap, expected_renewals
 from apreg.core.messages import Delta, Push, RenewalUpdate
 from apreg.core.preservation import EVALUATIONS_PER_WINDOW
-from apreg.core.replica import Action, Replica
+from apreg.core.replica import Replica
 
 from .strategies import flush, info, push
 

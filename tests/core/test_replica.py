@@ -7,10 +7,11 @@ from typing import Callable
 import pytest
 
 from apreg.core.config import CoreConfig
+from apreg.core.effects import Action
 from apreg.core.instance import InstanceKey, Status
 from apreg.core.messages import Delta, Push
 from apreg.core.record import Record
-from apreg.core.replica import Action, Replica
+from apreg.core.replica import Replica
 from apreg.core.simnet import Faults, SimCluster
 
 from .strategies import flush, info, push, state

@@ -5,6 +5,7 @@ lets the node's background sends run (`settle`: turns of the event loop, no wall
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
@@ -186,3 +187,53 @@ async def test_the_first_pull_is_done_once_it_ended_whether_it_got_the_registry_
     pair.a.step()  # the initial pull
     await settle()
     assert pair.a.first_pull_done.is_set() and holds(pair.a, "i-1") == reachable == pair.a.in_sync
+
+
+def paged_registry(n: Node, count: int, page_items: int) -> None:
+    """`count` instances at `n`, which answers a digest `page_items` changes a page."""
+    n.replica.config = dataclasses.replace(n.replica.config, max_page_items=page_items)
+    for k in range(count):
+        n.write(register(f"i-{k}"))
+
+
+async def test_an_empty_node_pulls_every_page_from_one_streamed_request(pair: Pair) -> None:
+    paged_registry(pair.b, 20, page_items=10)  # 20 registrations and 20 renewals: 4 pages
+    pair.a.step()  # the initial pull
+    await settle()
+    assert holds(pair.a, *(f"i-{k}" for k in range(20))) and pair.a.in_sync
+    assert len(pair.digests_to(B)) == 1 and pair.a.links[B].pulls_streamed
+    assert pair.a.anti_entropy.items_received == 40
+
+
+async def test_a_peer_that_refuses_streamed_pulls_is_pulled_page_by_page(pair: Pair) -> None:
+    pair.net.streamless.add(B)  # a node from before streamed pulls: 404
+    paged_registry(pair.b, 20, page_items=10)
+    pair.a.step()
+    await settle()
+    assert holds(pair.a, *(f"i-{k}" for k in range(20))) and pair.a.in_sync
+    assert len(pair.digests_to(B)) == 4 and not pair.a.links[B].pulls_streamed  # one digest a page
+    assert pair.a.links[B].reachable and pair.a.anti_entropy.items_received == 40
+    pair.clock.advance(1_000)
+    pair.a.step()  # the next round asks page by page at once
+    await settle()
+    assert len(pair.digests_to(B)) == 5 and not pair.a.links[B].pulls_streamed
+
+
+async def test_a_stream_cut_mid_pull_keeps_its_pages_and_a_later_round_resumes(pair: Pair) -> None:
+    paged_registry(pair.b, 20, page_items=10)
+    pair.a.step()
+    for _ in range(20):  # turn by turn until the first page is applied, then the peer goes away
+        await asyncio.sleep(0)
+        if pair.a.anti_entropy.items_received:
+            break
+    pair.net.cut.add(B)
+    await settle()
+    link = pair.a.links[B]
+    assert pair.a.anti_entropy.items_received == 10 and not link.reachable and not pair.a.in_sync
+    pair.net.cut.clear()
+    pair.clock.advance(1_000)  # past the back-off and at the next anti-entropy round
+    pair.a.step()
+    await settle()
+    assert holds(pair.a, *(f"i-{k}" for k in range(20))) and pair.a.in_sync and link.pulls_streamed
+    assert pair.digests_to(B)[-1].since > 0  # from the watermark the first page left, not from scratch
+    assert pair.a.anti_entropy.items_received == 40

@@ -139,9 +139,9 @@ async def test_log_lines_name_their_node_one_debug_line_per_change_and_a_summary
             assert await eventually(lambda: _logged(lines, "[n1] apreg.node: cancel ORDERS/o-1"))
             text = lines.getvalue()
             assert "[n0] apreg.node: register ORDERS/o-1" in text and "[n1] apreg.node: register ORDERS/o-1" in text
-            c.nodes[0]._log_activity()  # the node's minute timer
+            c.nodes[0].activity.summarize()  # the node's minute timer
             assert "1 registered, 1 cancelled; 0 instances" in lines.getvalue()
-            c.nodes[0]._log_activity()  # nothing happened since: no line
+            c.nodes[0].activity.summarize()  # nothing happened since: no line
             assert lines.getvalue().count("registered, ") == 1
     finally:
         node_log.removeHandler(handler)

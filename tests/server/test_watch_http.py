@@ -10,9 +10,9 @@ from typing import Any, AsyncIterator
 import aiohttp
 
 from apreg.core.clock import Timestamp
+from apreg.core.effects import Action, Change
 from apreg.core.instance import InstanceInfo, InstanceKey
 from apreg.core.record import Record
-from apreg.core.replica import Action, Change
 from apreg.server import feed as feed_module
 
 from .harness import LocalCluster, instance_body
