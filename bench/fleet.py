@@ -431,8 +431,8 @@ def error_counts(size: dict) -> dict[str, int]:
                   "cold_start": r["cold_start"]["errors"],
                   "delta": r["delta"]["apreg"]["errors"] + r["delta"]["bare"]["errors"],
                   "reads": sum(x["errors"] for x in r["reads"].values()), "renewals": r["renewals"]["errors"]}
-        for phase, n in phases.items():
-            counts[phase] = counts.get(phase, 0) + n
+        for name, n in phases.items():
+            counts[name] = counts.get(name, 0) + n
     return counts
 
 
