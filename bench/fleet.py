@@ -51,6 +51,8 @@ from eviction, since the renewals stay under 85 % of those it expects. What diff
   - the prober's longest answer is the JVM's (GC pauses, request queueing), not an event
     loop's, and RSS growth per instance is the JVM heap growing, not what an instance costs;
   - freshness waits --fresh-wait (default: the driver's drain, 45 s / 30 s) for each write;
+    writes follow one another, so each after the first is made just after a refresh of B's
+    read-only cache showed the last: with that cache they wait nearly its whole 30 s;
   - --node-arg passes Spring properties (--node-arg=--eureka.server.some-setting=value).
 
 Targets at 100,000 instances (the last column says whether the largest N met them):
@@ -578,7 +580,7 @@ def print_table(summaries: dict[int, dict], results: dict[int, dict], a: argpars
           "(never decompressed by the client): fetch times are the server's cost.")
     print("delta window: " + ", ".join(f"N={n:,}: {'empty' if not w else f'NOT empty ({w:,.0f} instances)'}"
                                        for n, w in windows.items())
-          + " (Eureka's 3-minute window was not waited out)")
+          + (" (Eureka's 3-minute window was not waited out)" if any(windows.values()) else ""))
     for n, size in results.items():
         print(f"N={n:,}, node A: {' '.join(size['argv_A'])}")
     print(f"{a.system}: no heartbeats between phases: {SERVED[a.system].kept}")
