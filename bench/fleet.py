@@ -46,6 +46,7 @@ this bench: Eureka's self-preservation (on by default) already keeps the un-hear
 from eviction, since the renewals stay under 85 % of those it expects. What differs:
   - a node "holds N" when its full fetch (GET /eureka/apps, JSON) lists N, polled every 0.5 s
     (Eureka has no count of its own), so with the read-only cache that includes its 30 s lag;
+    the 3 servers' own registrations are listed (and counted) too;
   - sync is n/a: it waits for apreg's /v1/status `in_sync`, which Eureka has no counterpart of
     (a new Eureka server copies its peers' registry once at start-up, then serves);
   - the prober's longest answer is the JVM's (GC pauses, request queueing), not an event
@@ -211,6 +212,7 @@ async def register_fleet(run: Run, n: int) -> dict:
         log(f"register: {exc}")
         out["replicated_s"] = None
     out["held"] = {name: await held(run.session, u) for name, u in zip(NODES, urls)}
+    out["acknowledged"] = run.registered
     return out
 
 
@@ -583,6 +585,10 @@ def print_table(summaries: dict[int, dict], results: dict[int, dict], a: argpars
           + (" (Eureka's 3-minute window was not waited out)" if any(windows.values()) else ""))
     for n, size in results.items():
         print(f"N={n:,}, node A: {' '.join(size['argv_A'])}")
+        if size["register"]["replicated_s"] is None:
+            held = ", ".join(f"{name} {count:,}" for name, count in size["register"]["held"].items())
+            print(f"N={n:,}: not every node held the {size['register']['acknowledged']:,} acknowledged "
+                  f"registrations when the wait ended; they held {held}")
     print(f"{a.system}: no heartbeats between phases: {SERVED[a.system].kept}")
     for name, why in SERVED[a.system].not_applicable.items():
         print(f"{NA}: {name}: {why}")
