@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Serving a fleet: 3 apreg nodes (or Eureka servers, --system) holding N Spring-style
-instances of --apps apps, read the way a fleet of Eureka clients reads them. Starts everything it measures on
-127.0.0.1 (and stops it), prints one table on stdout (progress on stderr).
+instances of --apps apps, read the way a fleet of Eureka clients reads them. Starts
+everything it measures on 127.0.0.1 (and stops it), prints one table on stdout (progress
+on stderr).
 
 Per --instances value, a fresh 3-node cluster (full mesh) and a bare aiohttp server:
   register   N registrations, --concurrency in flight, spread over the 3 nodes; then the
@@ -29,8 +30,8 @@ longest answer per phase is the longest stall of A's event loop in it. Between p
 bench waits until every node answers a one-instance read within 20 ms again, so that work
 one phase left queued is not charged to the next. Figures are medians over rounds, except
 stalls (the max over rounds) and freshness (samples pooled over rounds); RSS per node is
-read from /proc at the end, and per instance as the growth from empty to N. The nodes run
-with --eviction-interval 86400: nothing heartbeats the fleet between phases.
+read from /proc at the end, and per instance as the growth from empty to N. apreg's nodes
+run with --eviction-interval 86400: nothing heartbeats the fleet between phases.
 
     python bench/fleet.py                                  # 10,000 instances, 3 rounds
     python bench/fleet.py --instances 1000,100000 --json out.json
