@@ -1,6 +1,6 @@
 """What `fleet.py` serves and how it times the reads that need more than `_load.phase`:
-the Spring-style instances of a fleet, the freshness probes (ack at one node to visible in
-another's reads) and the empty-peer sync."""
+the Spring-style instances of a fleet, the count of what a node lists, the freshness probes
+(ack at one node to visible in another's reads) and the empty-peer sync."""
 from __future__ import annotations
 
 import asyncio
@@ -63,6 +63,14 @@ async def register(session: aiohttp.ClientSession, base: str, fleet: Fleet, i: i
         await r.read()
         if r.status != 204:
             raise RuntimeError(f"register {fleet.instance_id(i)} at {base}: HTTP {r.status}")
+
+
+async def listed(session: aiohttp.ClientSession, url: str) -> int:
+    """How many instances a Eureka-style JSON answer at `url` (full fetch, delta) lists, counted in the raw body:
+    a count is all that is needed, and parsing 10,000 instances would time the client."""
+    async with session.get(url, headers=PLAIN_JSON) as r:
+        r.raise_for_status()
+        return (await r.read()).count(b'"instanceId"')
 
 
 async def status(session: aiohttp.ClientSession, base: str) -> dict:

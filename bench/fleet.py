@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Serving a fleet: 3 apreg nodes holding N Spring-style instances of --apps apps, read
-the way a fleet of Eureka clients reads them. Starts everything it measures on
-127.0.0.1 (and stops it), prints one table on stdout (progress on stderr).
+"""Serving a fleet: 3 apreg nodes (or Eureka servers, --system) holding N Spring-style
+instances of --apps apps, read the way a fleet of Eureka clients reads them. Starts
+everything it measures on 127.0.0.1 (and stops it), prints one table on stdout (progress
+on stderr).
 
 Per --instances value, a fresh 3-node cluster (full mesh) and a bare aiohttp server:
   register   N registrations, --concurrency in flight, spread over the 3 nodes; then the
-             time until every node holds N (measured once per N, not per round)
+             time until every node holds N (measured once per N, not per round; a node that
+             never does within 120 s + N/500 s is reported, not waited for)
 then per round, all against node A unless said:
   fetch      GET /eureka/apps as JSON and XML, plain and gzip: p50/p99 of sequential
              fetches, and fetches/s with 8 concurrent readers. Bodies are read raw (the
@@ -28,12 +30,32 @@ longest answer per phase is the longest stall of A's event loop in it. Between p
 bench waits until every node answers a one-instance read within 20 ms again, so that work
 one phase left queued is not charged to the next. Figures are medians over rounds, except
 stalls (the max over rounds) and freshness (samples pooled over rounds); RSS per node is
-read from /proc at the end, and per instance as the growth from empty to N. The nodes run
-with --eviction-interval 86400: nothing heartbeats the fleet between phases.
+read from /proc at the end, and per instance as the growth from empty to N. apreg's nodes
+run with --eviction-interval 86400: nothing heartbeats the fleet between phases.
 
     python bench/fleet.py                                  # 10,000 instances, 3 rounds
     python bench/fleet.py --instances 1000,100000 --json out.json
     python bench/fleet.py --node-arg=--read-cache-max-age=1   # extra `apreg serve` flags
+    python bench/fleet.py --system eureka --rounds 1          # the same against Eureka
+
+--system eureka|eureka-tuned serves the fleet from 3 peer-aware Spring Cloud Eureka servers,
+started by bench/_eureka.py (_eureka_tuned.py) exactly as staleness.py starts them: java
+-Xmx512m -XX:+UseSerialGC, each node with the other two as its defaultZone; `eureka` with
+Spring Cloud's defaults (reads from the read-only response cache, refreshed every 30 s),
+`eureka-tuned` with eureka.server.use-read-only-response-cache=false. Nothing is changed for
+this bench: Eureka's self-preservation (on by default) already keeps the un-heartbeated fleet
+from eviction, since the renewals stay under 85 % of those it expects. What differs:
+  - a node "holds N" when its full fetch (GET /eureka/apps, JSON) lists N, polled every 0.5 s
+    (Eureka has no count of its own), so with the read-only cache that includes its 30 s lag;
+    the 3 servers' own registrations are listed (and counted) too;
+  - sync is n/a: it waits for apreg's /v1/status `in_sync`, which Eureka has no counterpart of
+    (a new Eureka server copies its peers' registry once at start-up, then serves);
+  - the prober's longest answer is the JVM's (GC pauses, request queueing), not an event
+    loop's, and RSS growth per instance is the JVM heap growing, not what an instance costs;
+  - freshness waits --fresh-wait (default: the driver's drain, 45 s / 30 s) for each write;
+    writes follow one another, so each after the first is made just after a refresh of B's
+    read-only cache showed the last: with that cache they wait nearly its whole 30 s;
+  - --node-arg passes Spring properties (--node-arg=--eureka.server.some-setting=value).
 
 Targets at 100,000 instances (the last column says whether the largest N met them):
 JSON gzip full fetch p50 <= 50 ms, XML <= 100 ms, >= 20 fetches/s with 8 readers; delta
@@ -53,7 +75,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,12 +83,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _apreg import ApregCluster  # noqa: E402
-from _fleet import PLAIN_JSON, Fleet, empty_peer_sync, freshness, register, status  # noqa: E402
+from _fleet import PLAIN_JSON, Fleet, empty_peer_sync, freshness, listed, register, status  # noqa: E402
 from _load import paced, phase, rss_kb  # noqa: E402
 from _probe import Span, read_samples, stalls  # noqa: E402
 from _procs import ProcessSet, free_port, install_exit_handlers, wait_until  # noqa: E402
 from _stats import summarize  # noqa: E402
+from _systems import Unavailable, cluster_class  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NODES = ("A", "B", "C")
@@ -80,6 +102,7 @@ SETTLED_MS = 20.0
 # phase), so without this its leases lapse within minutes and eviction empties the registry under
 # the later phases. Given first, so a --node-arg=--eviction-interval=... overrides it.
 KEEP_FLEET = ["--eviction-interval", "86400"]
+NA = "n/a"
 PHYSICAL_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
 T0 = time.monotonic()
 
@@ -99,6 +122,32 @@ def fetch_headers(fmt: str, gzip: bool) -> dict[str, str]:
 def get(url: str) -> Callable[[int], tuple[str, str, None]]:
     """A `phase` request maker: the same GET every time."""
     return lambda _: ("GET", url, None)
+
+
+async def apreg_holds(session: aiohttp.ClientSession, base: str) -> int:
+    return (await status(session, base))["instances"]
+
+
+async def eureka_holds(session: aiohttp.ClientSession, base: str) -> int:
+    return await listed(session, base + "/eureka/apps")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What differs between the systems a fleet is served from (the driver starts the processes)."""
+
+    node_args: tuple[str, ...]  # given before --node-arg
+    held: Callable[[aiohttp.ClientSession, str], Awaitable[int]]  # instances one node holds
+    held_poll_s: float  # a full fetch per node is dearer to poll than apreg's status
+    kept: str  # why the fleet is not evicted between phases, though nothing heartbeats it
+    not_applicable: dict[str, str]  # phase -> why it is not run
+
+
+EUREKA = Served((), eureka_holds, 0.5, "Eureka's self-preservation keeps it (renewals < 85 % of those expected)",
+                {"sync": "apreg's empty-peer sync waits for its /v1/status in_sync, which Eureka has no "
+                         "counterpart of"})
+SERVED = {"apreg": Served(tuple(KEEP_FLEET), apreg_holds, 0.1, "eviction kept off", {}),
+          "eureka": EUREKA, "eureka-tuned": EUREKA}
 
 
 @dataclass(slots=True)
@@ -122,6 +171,7 @@ class Run:
     """One --instances value: its cluster, bare server and what has been registered."""
 
     a: argparse.Namespace
+    served: Served
     fleet: Fleet
     session: aiohttp.ClientSession  # auto_decompress off: bodies are timed as the server sends them
     procs: ProcessSet
@@ -151,12 +201,19 @@ async def register_fleet(run: Run, n: int) -> dict:
                           n - 1, run.a.register_seconds, run.a.concurrency, None)
     run.registered = run.next_id = 1 + out["requests"] - out["errors"]
     t0 = time.perf_counter()
+    held = run.served.held
 
     async def everywhere() -> bool:
-        return all([(await status(run.session, u))["instances"] >= run.registered for u in urls])
+        return all([await held(run.session, u) >= run.registered for u in urls])
 
-    await wait_until(everywhere, 60 + n / 500, 0.1, f"{run.registered} instances at every node")
-    out["replicated_s"] = round(time.perf_counter() - t0, 3)
+    try:
+        await wait_until(everywhere, 120 + n / 500, run.served.held_poll_s, f"{run.registered} instances at every node")
+        out["replicated_s"] = round(time.perf_counter() - t0, 3)
+    except TimeoutError as exc:
+        log(f"register: {exc}")
+        out["replicated_s"] = None
+    out["held"] = {name: await held(run.session, u) for name, u in zip(NODES, urls)}
+    out["acknowledged"] = run.registered
     return out
 
 
@@ -183,13 +240,12 @@ async def cold_start(run: Run) -> dict:
 
 
 async def delta_polls(run: Run) -> dict:
-    """apreg's delta, then the bare handler's, by the same pollers; also how full the window is. The steady
+    """The nodes' delta, then the bare handler's, by the same pollers; also how full the window is. The steady
     state is a drained window: up to --delta-drain seconds are waited for it (Eureka keeps 3 minutes)."""
     path = "/eureka/apps/delta"
 
     async def window_size() -> int:
-        async with run.session.get(run.urls[0] + path, headers=PLAIN_JSON) as r:
-            return (await r.read()).count(b'"instanceId"')
+        return await listed(run.session, run.urls[0] + path)
 
     deadline = time.monotonic() + run.a.delta_drain
     window = await window_size()
@@ -200,10 +256,10 @@ async def delta_polls(run: Run) -> dict:
         window = await window_size()
     headers = fetch_headers("json", True)
     with run.timeline.phase("delta"):
-        apreg = await run.read_phase(run.urls[0] + path, headers, MANY, run.a.seconds, POLLERS)
+        nodes = await run.read_phase(run.urls[0] + path, headers, MANY, run.a.seconds, POLLERS)
     bare = await phase(run.session, "read", get(run.bare_url + path), MANY, run.a.seconds, POLLERS, None,
                        headers)
-    return {"window_instances": window, "apreg": apreg, "bare": bare}
+    return {"window_instances": window, "nodes": nodes, "bare": bare}
 
 
 async def reads(run: Run) -> dict:
@@ -227,10 +283,10 @@ async def fresh(run: Run) -> dict:
 
 
 async def sync(run: Run, rnd: int) -> dict:
-    expect = (await status(run.session, run.urls[0]))["instances"]
+    expect = await apreg_holds(run.session, run.urls[0])
     with run.timeline.phase("sync"):
         out = await empty_peer_sync(run.procs, run.session, run.urls[0], f"d{rnd}",
-                                    [*KEEP_FLEET, *run.a.node_arg], expect, run.a.sync_timeout)
+                                    [*run.served.node_args, *run.a.node_arg], expect, run.a.sync_timeout)
     return out | {"expected": expect}
 
 
@@ -260,11 +316,14 @@ async def one_round(run: Run, rnd: int) -> dict:
     steps = (("fetch", fetches), ("cold_start", cold_start), ("delta", delta_polls), ("reads", reads),
              ("freshness", fresh), ("sync", lambda r: sync(r, rnd)), ("renewals", renewals))
     for name, step in steps:
+        if name in run.served.not_applicable:
+            out[name] = {NA: run.served.not_applicable[name]}
+            continue
         await settle(run)
         out[name] = await step(run)
     log(f"round {rnd}: fetch json_gzip p50 {out['fetch']['json_gzip']['sequential']['latency_ms']['p50']} ms, "
-        f"delta {out['delta']['apreg']['rps']}/s vs bare {out['delta']['bare']['rps']}/s, "
-        f"sync {out['sync']['sync_s']} s, renew CPU A {out['renewals']['server_cpu_pct'].get('A')} %")
+        f"delta {out['delta']['nodes']['rps']}/s vs bare {out['delta']['bare']['rps']}/s, "
+        f"sync {out['sync'].get('sync_s', NA)} s, renew CPU A {out['renewals']['server_cpu_pct'].get('A')} %")
     return out
 
 
@@ -311,8 +370,9 @@ async def start_bare(procs: ProcessSet, session: aiohttp.ClientSession) -> str:
 
 
 async def measure_size(n: int, a: argparse.Namespace, procs: ProcessSet) -> dict:
-    cluster = ApregCluster(3, procs, [*KEEP_FLEET, *a.node_arg])
-    log(f"N={n:,}: starting 3 apreg nodes and a bare aiohttp server")
+    served = SERVED[a.system]
+    cluster = cluster_class(a.system)(3, procs, [*served.node_args, *a.node_arg])
+    log(f"N={n:,}: starting 3 {a.system} nodes and a bare aiohttp server")
     await cluster.start()
     await cluster.close()  # its pooled session decompresses; this bench reads raw bodies
     connector = aiohttp.TCPConnector(limit=512)
@@ -324,7 +384,7 @@ async def measure_size(n: int, a: argparse.Namespace, procs: ProcessSet) -> dict
         assert me is not None
         watcher = asyncio.create_task(watch.run(me))
         try:
-            out = await serve_fleet(n, a, procs, session, cluster.urls, pids)
+            out = await serve_fleet(n, a, served, procs, session, cluster.urls, pids)
         except asyncio.CancelledError:
             if watch.tripped:
                 raise RuntimeError(watch.tripped) from None
@@ -332,13 +392,14 @@ async def measure_size(n: int, a: argparse.Namespace, procs: ProcessSet) -> dict
         finally:
             watcher.cancel()
     out["rss_peak_kb"] = watch.peak_kb
+    out["argv_A"] = cluster.members[0].proc.args
     return out
 
 
-async def serve_fleet(n: int, a: argparse.Namespace, procs: ProcessSet, session: aiohttp.ClientSession,
-                      urls: list[str], pids: dict[str, int]) -> dict:
+async def serve_fleet(n: int, a: argparse.Namespace, served: Served, procs: ProcessSet,
+                      session: aiohttp.ClientSession, urls: list[str], pids: dict[str, int]) -> dict:
     """Register the fleet, then the rounds, with the prober running throughout."""
-    run = Run(a, Fleet(a.apps, int(time.time() * 1000)), session, procs, urls, pids,
+    run = Run(a, served, Fleet(a.apps, int(time.time() * 1000)), session, procs, urls, pids,
               await start_bare(procs, session))
     empty = rss(pids)
     await register(session, urls[0], run.fleet, 0)
@@ -351,7 +412,8 @@ async def serve_fleet(n: int, a: argparse.Namespace, procs: ProcessSet, session:
         return samples.exists() and samples.stat().st_size > 0
 
     await wait_until(probing, 60, 0.05, "the stall prober's first answer")
-    out: dict = {"instances": n, "register": await register_fleet(run, n)}
+    out: dict = {"instances": n, "not_applicable": served.not_applicable,
+                 "register": await register_fleet(run, n)}
     log(f"registered {run.registered:,} at {out['register']['rps']}/s, "
         f"at every node {out['register']['replicated_s']} s later")
     grown = rss(pids)
@@ -372,12 +434,15 @@ def med(values: list) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def summary(size: dict) -> dict[str, float | int | None]:
-    """The table's figures of one size, keyed as in ROWS."""
+Figure = float | int | str | None  # str: NA
+
+
+def summary(size: dict) -> dict[str, Figure]:
+    """The table's figures of one size, keyed as in ROWS; those of a phase that does not apply are NA."""
     rounds = size["rounds"]
     col = lambda get: med([get(r) for r in rounds])  # noqa: E731
-    s: dict[str, float | int | None] = {"registrations_per_s": size["register"]["rps"],
-                                        "replicated_s": size["register"]["replicated_s"]}
+    s: dict[str, Figure] = {"registrations_per_s": size["register"]["rps"],
+                            "replicated_s": size["register"]["replicated_s"]}
     for fmt, gzip in VARIANTS:
         v = variant(fmt, gzip)
         s[f"fetch_{v}_p50_ms"] = col(lambda r: r["fetch"][v]["sequential"]["latency_ms"]["p50"])
@@ -388,11 +453,11 @@ def summary(size: dict) -> dict[str, float | int | None]:
         s[f"cold_{q}_ms"] = col(lambda r: r["cold_start"]["latency_ms"][q])
     s["cold_total_s"] = col(lambda r: r["cold_start"]["seconds"])
     s["cold_answered"] = col(lambda r: r["cold_start"]["requests"] - r["cold_start"]["errors"])
-    s["delta_per_s"] = col(lambda r: r["delta"]["apreg"]["rps"])
+    s["delta_per_s"] = col(lambda r: r["delta"]["nodes"]["rps"])
     s["bare_per_s"] = col(lambda r: r["delta"]["bare"]["rps"])
-    s["delta_vs_bare"] = col(lambda r: r["delta"]["apreg"]["rps"] / r["delta"]["bare"]["rps"])
+    s["delta_vs_bare"] = col(lambda r: r["delta"]["nodes"]["rps"] / r["delta"]["bare"]["rps"])
     s["delta_window"] = col(lambda r: r["delta"]["window_instances"])
-    s["delta_bytes"] = col(lambda r: r["delta"]["apreg"]["body_bytes"])
+    s["delta_bytes"] = col(lambda r: r["delta"]["nodes"]["body_bytes"])
     s["bare_bytes"] = col(lambda r: r["delta"]["bare"]["body_bytes"])
     for kind in ("app", "vip", "instance"):
         for q in ("p50", "p99"):
@@ -401,8 +466,8 @@ def summary(size: dict) -> dict[str, float | int | None]:
         pooled = summarize([ms for r in rounds for ms in r["freshness"][kind]["ms"]], 1)
         s[f"fresh_{kind}_p50_ms"], s[f"fresh_{kind}_p95_ms"] = pooled["p50"], pooled["p95"]
         s[f"fresh_{kind}_unseen"] = sum(r["freshness"][kind]["unseen"] for r in rounds)
-    s["sync_s"] = col(lambda r: r["sync"]["sync_s"])
-    s["sync_startup_s"] = col(lambda r: r["sync"]["startup_s"])
+    s["sync_s"] = col(lambda r: r["sync"].get("sync_s"))
+    s["sync_startup_s"] = col(lambda r: r["sync"].get("startup_s"))
     s["renew_target_per_s"] = col(lambda r: r["renewals"]["target_rps"])
     s["renew_per_s"] = col(lambda r: r["renewals"]["rps"])
     for node in NODES:
@@ -415,6 +480,8 @@ def summary(size: dict) -> dict[str, float | int | None]:
     for name in PHASES:
         s[f"stall_{name}_ms"] = size["stalls"].get(name, {}).get("max_ms")
     s["errors"] = errors(size)
+    for name in size["not_applicable"]:
+        s.update({key: NA for key in s if key.startswith(f"{name}_") or key == f"stall_{name}_ms"})
     return s
 
 
@@ -429,7 +496,7 @@ def error_counts(size: dict) -> dict[str, int]:
     for r in size["rounds"]:
         phases = {"fetch": sum(x[k]["errors"] for x in r["fetch"].values() for k in ("sequential", "readers")),
                   "cold_start": r["cold_start"]["errors"],
-                  "delta": r["delta"]["apreg"]["errors"] + r["delta"]["bare"]["errors"],
+                  "delta": r["delta"]["nodes"]["errors"] + r["delta"]["bare"]["errors"],
                   "reads": sum(x["errors"] for x in r["reads"].values()), "renewals": r["renewals"]["errors"]}
         for name, n in phases.items():
             counts[name] = counts.get(name, 0) + n
@@ -465,7 +532,7 @@ ROWS: list[tuple[str, str, str, Check]] = [
     *[(f"read_{k}_{q}_ms", f"read {label} {q} ms", "<= 2" if q == "p50" else "", LE(2) if q == "p50" else None)
       for k, label in (("app", "apps/APP7"), ("vip", "vips/app7"), ("instance", "instances/{id}"))
       for q in ("p50", "p99")],
-    *[(f"stall_{name}_ms", f"longest loop stall, {name}, ms", "<= 50", LE(50)) for name in PHASES],
+    *[(f"stall_{name}_ms", f"longest probe answer (stall), {name}, ms", "<= 50", LE(50)) for name in PHASES],
     ("sync_s", "empty-peer sync, s (from spawn)", "<= 5", LE(5)),
     ("sync_startup_s", "  of which start-up to first answer, s", "", None),
     ("fresh_delta_p50_ms", "freshness, B's delta p50 ms", "<= 20", LE(20)),
@@ -491,18 +558,22 @@ def add_relative(summaries: dict[int, dict]) -> None:
         return
     base = summaries[min(summaries)]["delta_per_s"]
     for s in summaries.values():
-        s["delta_vs_smallest"] = round(s["delta_per_s"] / base, 3) if base and s["delta_per_s"] else None
+        polls = s["delta_per_s"]
+        measured = isinstance(base, (int, float)) and base and isinstance(polls, (int, float))
+        s["delta_vs_smallest"] = round(polls / base, 3) if measured else None
 
 
-def fmt(v: float | int | None) -> str:
+def fmt(v: Figure) -> str:
     if v is None:
         return "-"
+    if isinstance(v, str):
+        return v
     if isinstance(v, int) or abs(v) >= 100:
         return f"{v:,.0f}"
     return f"{v:.3f}" if abs(v) < 1 else f"{v:.1f}"
 
 
-def print_table(summaries: dict[int, dict], a: argparse.Namespace) -> None:
+def print_table(summaries: dict[int, dict], results: dict[int, dict], a: argparse.Namespace) -> None:
     sizes = sorted(summaries)
     largest = sizes[-1]
     head = [f"{'metric':<42}", *[f"{'N=' + format(n, ','):>12}" for n in sizes], f"{'target':>8}",
@@ -511,7 +582,8 @@ def print_table(summaries: dict[int, dict], a: argparse.Namespace) -> None:
     print("-" * len(" ".join(head)))
     for key, label, target, check in ROWS:
         value = summaries[largest].get(key)
-        met = "" if check is None else "-" if value is None else "yes" if check(value) else "NO"
+        met = "" if check is None else "-" if not isinstance(value, (int, float)) else "yes" if check(value) \
+            else "NO"
         print(" ".join([f"{label:<42}", *[f"{fmt(summaries[n].get(key)):>12}" for n in sizes],
                         f"{target:>8}", f"  {met}"]))
     windows = {n: summaries[n]["delta_window"] for n in sizes}
@@ -519,9 +591,17 @@ def print_table(summaries: dict[int, dict], a: argparse.Namespace) -> None:
           "(never decompressed by the client): fetch times are the server's cost.")
     print("delta window: " + ", ".join(f"N={n:,}: {'empty' if not w else f'NOT empty ({w:,.0f} instances)'}"
                                        for n, w in windows.items())
-          + " (Eureka's 3-minute window was not waited out)")
-    print(f"load average at the end {os.getloadavg()}, {os.cpu_count()} CPUs; node args {' '.join(KEEP_FLEET)} "
-          f"(no heartbeats between phases: eviction kept off) {' '.join(a.node_arg)}")
+          + (" (Eureka's 3-minute window was not waited out)" if any(windows.values()) else ""))
+    for n, size in results.items():
+        print(f"N={n:,}, node A: {' '.join(size['argv_A'])}")
+        if size["register"]["replicated_s"] is None:
+            held = ", ".join(f"{name} {count:,}" for name, count in size["register"]["held"].items())
+            print(f"N={n:,}: not every node held the {size['register']['acknowledged']:,} acknowledged "
+                  f"registrations when the wait ended; they held {held}")
+    print(f"{a.system}: no heartbeats between phases: {SERVED[a.system].kept}")
+    for name, why in SERVED[a.system].not_applicable.items():
+        print(f"{NA}: {name}: {why}")
+    print(f"load average at the end {os.getloadavg()}, {os.cpu_count()} CPUs")
 
 
 # ----- main ------------------------------------------------------------------------------------------------
@@ -553,9 +633,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fleet sizes, comma-separated or repeated (10000)")
     add("--apps", type=int, default=500, help="applications the instances belong to (500)")
     add("--rounds", type=int, default=3)
-    add("--system", choices=("apreg",), default="apreg", help="only apreg for now (a Eureka driver comes later)")
+    add("--system", choices=tuple(SERVED), default="apreg", help="what serves the fleet (apreg)")
     add("--node-arg", action="append", default=[], help="extra `apreg serve` argument (repeat), "
-                                                        "e.g. --node-arg=--read-cache-max-age=1")
+                                                        "e.g. --node-arg=--read-cache-max-age=1; for "
+                                                        "Eureka a Spring property, --node-arg=--name=value")
     add("--concurrency", type=int, default=64, help="registrations in flight (64)")
     add("--register-seconds", type=float, default=1200, help="time cap of the registration (1200)")
     add("--seconds", type=float, default=5, help="length of the readers' and pollers' phases, s (5)")
@@ -563,12 +644,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--fetch-seconds", type=float, default=10, help="... or fewer when this runs out (10)")
     add("--cold-clients", type=int, default=200)
     add("--cold-seconds", type=float, default=120, help="time cap of the cold start (120)")
-    add("--delta-drain", type=float, default=200, help="wait up to this long for the delta window to empty (200)")
+    add("--delta-drain", type=float, default=240, help="wait up to this long for the delta window to empty (240)")
     add("--read-count", type=int, default=200, help="sequential reads per kind (200) ...")
     add("--read-seconds", type=float, default=5, help="... or fewer when this runs out (5)")
     add("--fresh-writes", type=int, default=50, help="freshness writes per round and view (50) ...")
-    add("--fresh-seconds", type=float, default=20, help="... started within this many seconds (20)")
-    add("--fresh-wait", type=float, default=10, help="how long one write is looked for, s (10)")
+    add("--fresh-seconds", type=float, help="... started within this many seconds (2 x --fresh-wait)")
+    add("--fresh-wait", type=float, help="how long one write is looked for, s (10, or the driver's drain if longer)")
     add("--sync-timeout", type=float, default=120)
     add("--renew-seconds", type=float, default=15)
     add("--settle-seconds", type=float, default=600, help="cap on the wait for quiet nodes between phases")
@@ -581,17 +662,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.instances = sorted({n for group in a.instances or [[10_000]] for n in group})
     if min(a.instances) < 2 or a.apps < 1 or a.rounds < 1:
         p.error("--instances must be >= 2, --apps and --rounds >= 1")
+    try:
+        drain = cluster_class(a.system).drain_s
+    except Unavailable as exc:
+        p.error(str(exc))
+    a.fresh_wait = a.fresh_wait or max(10.0, drain)
+    a.fresh_seconds = a.fresh_seconds or 2 * a.fresh_wait
     return a
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     install_exit_handlers()
-    log(f"fleet: sizes {a.instances}, {a.apps} apps, {a.rounds} round(s), load average {os.getloadavg()}")
+    log(f"fleet: {a.system}, sizes {a.instances}, {a.apps} apps, {a.rounds} round(s), "
+        f"load average {os.getloadavg()}")
     results = asyncio.run(measure(a))
     summaries = {n: summary(r) for n, r in results.items()}
     add_relative(summaries)
-    print_table(summaries, a)
+    print_table(summaries, results, a)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         config = {k: v for k, v in vars(a).items() if k != "json"}
